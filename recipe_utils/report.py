@@ -1,0 +1,72 @@
+"""Human-readable results: the comparison table printed at the end of a run, and PNG plots."""
+
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: plots are files, never windows
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def comparison_rows(results: dict, metrics=("accuracy", "f1", "f1_macro")) -> list[dict]:
+    """One row per model found in all_results-style keys: baseline_<name>_*, before_*, eval_*."""
+    prefixes = sorted({key[: -len("_accuracy")] for key in results if key.endswith("_accuracy")})
+    order = {"eval": 2, "before": 1}
+    prefixes.sort(key=lambda prefix: (order.get(prefix, 0), prefix))
+    names = {"eval": "fine-tuned", "before": "before fine-tuning"}
+    return [
+        {
+            "model": names.get(prefix, prefix.removeprefix("baseline_").replace("_", " ")),
+            **{metric: results.get(f"{prefix}_{metric}") for metric in metrics},
+        }
+        for prefix in prefixes
+    ]
+
+
+def markdown_table(rows: list[dict]) -> str:
+    columns = list(rows[0])
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for row in rows:
+        cells = [f"{value:.4f}" if isinstance(value, float) else ("-" if value is None else str(value)) for value in row.values()]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot_training_curves(log_history: list[dict], path: str, metrics=("eval_accuracy", "eval_f1")) -> str:
+    """Training loss (and eval loss/metrics when logged) against optimizer steps."""
+    figure, (loss_axis, metric_axis) = plt.subplots(1, 2, figsize=(11, 4))
+    train = [(entry["step"], entry["loss"]) for entry in log_history if "loss" in entry]
+    evals = [entry for entry in log_history if "eval_loss" in entry]
+    if train:
+        loss_axis.plot(*zip(*train), label="train loss")
+    if evals:
+        loss_axis.plot([e["step"] for e in evals], [e["eval_loss"] for e in evals], "o-", label="eval loss")
+        for metric in metrics:
+            points = [(e["step"], e[metric]) for e in evals if metric in e]
+            if points:
+                metric_axis.plot(*zip(*points), "o-", label=metric)
+    loss_axis.set(xlabel="step", ylabel="loss", title="Loss")
+    metric_axis.set(xlabel="step", title="Held-out metrics")
+    for axis in (loss_axis, metric_axis):
+        if axis.has_data():
+            axis.legend()
+        axis.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return os.path.basename(path)
+
+
+def plot_confusion_matrix(matrix: list[list[int]], label_names: list[str], path: str) -> str:
+    figure, axis = plt.subplots(figsize=(4.5, 4))
+    axis.imshow(matrix, cmap="Blues")
+    for row, values in enumerate(matrix):
+        for column, value in enumerate(values):
+            axis.text(column, row, str(value), ha="center", va="center")
+    axis.set_xticks(range(len(label_names)), label_names)
+    axis.set_yticks(range(len(label_names)), label_names)
+    axis.set(xlabel="predicted", ylabel="true", title="Held-out confusion matrix")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return os.path.basename(path)

