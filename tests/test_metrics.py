@@ -1,0 +1,27 @@
+import pytest
+
+from recipe_utils.metrics import classification_metrics, confusion
+
+
+def test_binary_metrics_match_hand_computed_values():
+    # 3 true positives, 1 false positive, 2 false negatives, 4 true negatives.
+    labels = [1, 1, 1, 1, 1, 0, 0, 0, 0, 0]
+    predictions = [1, 1, 1, 0, 0, 1, 0, 0, 0, 0]
+    metrics = classification_metrics(labels, predictions)
+    assert metrics["accuracy"] == pytest.approx(0.7)
+    assert metrics["precision"] == pytest.approx(3 / 4)
+    assert metrics["recall"] == pytest.approx(3 / 5)
+    assert metrics["f1"] == pytest.approx(2 * 0.75 * 0.6 / 1.35)
+    negative_f1 = 2 * (4 / 6) * (4 / 5) / (4 / 6 + 4 / 5)
+    assert metrics["f1_macro"] == pytest.approx((metrics["f1"] + negative_f1) / 2)
+    assert confusion(labels, predictions) == [[4, 1], [2, 3]]
+
+
+def test_constant_predictions_give_zero_f1_not_an_error():
+    metrics = classification_metrics([0, 1, 0, 1], [0, 0, 0, 0])
+    assert metrics == {"accuracy": 0.5, "precision": 0.0, "recall": 0.0, "f1": 0.0, "f1_macro": pytest.approx(1 / 3)}
+
+
+def test_multiclass_reports_macro_f1_only():
+    metrics = classification_metrics([0, 1, 2, 2], [0, 1, 2, 1], num_labels=3)
+    assert set(metrics) == {"accuracy", "f1_macro"} and metrics["accuracy"] == 0.75

@@ -1,0 +1,116 @@
+"""End-to-end runs of the sentiment recipe on real reviews and the real MiniLM encoder, as a user runs it."""
+
+import json
+import os
+
+import pytest
+
+from tests.conftest import folder_snapshot, run_script
+
+CONFIG = "recipes/configs/sft_sentiment/demo.yaml"
+# Small enough for CI, large enough to show real learning: 640 reviews, 40 steps at 128 tokens.
+TINY = ["--max_train_samples", "640", "--eval_size", "200", "--max_length", "128", "--head_tokens", "32",
+        "--learning_rate", "1e-4", "--logging_steps", "5"]
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    output_dir = str(tmp_path_factory.mktemp("sft") / "run")
+    result = run_script("recipes/sft_sentiment.py", "--config", CONFIG, *TINY, "--output_dir", output_dir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(os.path.join(output_dir, "all_results.json")) as handle:
+        return output_dir, json.load(handle), result.stdout
+
+
+def test_tiny_run_learns_well_above_the_majority_baseline(trained_run):
+    _, results, _ = trained_run
+    assert results["baseline_majority_accuracy"] == 0.5
+    assert results["eval_accuracy"] >= 0.70, results["eval_accuracy"]
+    assert results["eval_accuracy"] > results["before_accuracy"] + 0.15
+    assert results["eval_samples"] == 200 and results["leaked_eval_texts"] == 0
+
+
+def test_training_loss_falls(trained_run):
+    output_dir, _, _ = trained_run
+    with open(os.path.join(output_dir, "log_history.json")) as handle:
+        losses = [entry["loss"] for entry in json.load(handle) if "loss" in entry]
+    assert len(losses) >= 4 and sum(losses[-2:]) / 2 < sum(losses[:2]) / 2 - 0.05, losses
+
+
+def test_output_folder_holds_everything_to_rebuild_the_result(trained_run):
+    output_dir, results, stdout = trained_run
+    files = set(os.listdir(output_dir))
+    expected = {"model.safetensors", "config.json", "tokenizer.json", "README.md", "all_results.json",
+                "run_config.json", "log_history.json", "training_curves.png", "confusion_matrix.png"}
+    assert expected <= files, expected - files
+    assert not any(name.endswith((".bin", ".pt", ".pkl")) for name in files)  # safetensors only, no pickles
+    for prefix in ("baseline_majority", "baseline_tfidf", "before", "eval"):
+        assert {f"{prefix}_accuracy", f"{prefix}_f1", f"{prefix}_precision", f"{prefix}_recall"} <= set(results)
+    assert {"train_runtime", "train_loss", "trainable_params", "global_batch_size"} <= set(results)
+    assert "| fine-tuned |" in stdout and "| tfidf |" in stdout
+
+
+def test_model_card_reports_the_measured_numbers(trained_run):
+    from huggingface_hub import ModelCard
+
+    output_dir, results, _ = trained_run
+    card = ModelCard.load(os.path.join(output_dir, "README.md"))
+    metrics = {m["type"]: m["value"] for m in card.data.to_dict()["model-index"][0]["results"][0]["metrics"]}
+    assert metrics["accuracy"] == round(results["eval_accuracy"], 4)
+    assert "{{" not in card.text and "None" not in card.text.split("## Framework versions")[0]
+
+
+def test_pipeline_loads_the_saved_folder(trained_run):
+    from transformers import pipeline
+
+    output_dir, _, _ = trained_run
+    classifier = pipeline("text-classification", model=output_dir)
+    verdicts = classifier(["An absolute delight, wonderful acting and a moving story.",
+                           "Awful. Boring, badly acted and far too long; a waste of time."])
+    assert [v["label"] for v in verdicts] == ["positive", "negative"]
+
+
+def test_predict_cli_matches_the_held_out_evaluation(trained_run):
+    output_dir, _, _ = trained_run
+    result = run_script("recipes/predict.py", "--model", output_dir,
+                        stdin="A masterpiece, I loved it.\nTerrible film, I hated every minute.\n")
+    assert result.returncode == 0, result.stderr
+    labels = [line.split("\t")[0] for line in result.stdout.strip().splitlines()]
+    assert labels == ["positive", "negative"]
+
+
+def test_existing_output_is_never_overwritten_without_the_flag(trained_run):
+    output_dir, _, _ = trained_run
+    before = folder_snapshot(output_dir)
+    result = run_script("recipes/sft_sentiment.py", "--config", CONFIG, *TINY, "--output_dir", output_dir)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("error: output_dir") and "Traceback" not in result.stderr
+    assert folder_snapshot(output_dir) == before
+
+
+@pytest.mark.parametrize(
+    "files, arguments, message",
+    [
+        ({}, ["--dataset_name", "missing.csv"], "dataset file not found"),
+        ({"r.csv": "review,label\nok,1\n"}, ["--dataset_name", "{r.csv}"], "column 'text' not in the dataset"),
+        ({"r.csv": "text,label\n" + "".join(f"t{i},{i % 3}\n" for i in range(40))},
+         ["--dataset_name", "{r.csv}"], "values outside the 2 classes"),
+        ({"c.yaml": "learning_rte: 0.1\n"}, ["--config", "{c.yaml}"], "unknown key 'learning_rte'"),
+        ({}, ["--num_train_epochs", "two"], "invalid float value: 'two'"),
+        ({"c.yaml": "output_dir: [unclosed\n"}, ["--config", "{c.yaml}"], "cannot read config file"),
+    ],
+)
+def test_bad_input_ends_with_one_clear_line_and_leaves_output_untouched(trained_run, tmp_path, files, arguments, message):
+    output_dir, _, _ = trained_run
+    for name, content in files.items():
+        (tmp_path / name).write_text(content)
+    arguments = [arg.format(**{name: str(tmp_path / name) for name in files}) for arg in arguments]
+    before = folder_snapshot(output_dir)
+    # --overwrite_output_dir: even a run allowed to replace the folder must fail before touching it.
+    config = [] if "--config" in arguments else ["--config", CONFIG]
+    result = run_script("recipes/sft_sentiment.py", *config, *TINY, "--output_dir", output_dir,
+                        "--overwrite_output_dir", *arguments)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("error: ") and message in result.stderr
+    assert folder_snapshot(output_dir) == before
