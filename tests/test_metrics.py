@@ -25,3 +25,16 @@ def test_constant_predictions_give_zero_f1_not_an_error():
 def test_multiclass_reports_macro_f1_only():
     metrics = classification_metrics([0, 1, 2, 2], [0, 1, 2, 1], num_labels=3)
     assert set(metrics) == {"accuracy", "f1_macro"} and metrics["accuracy"] == 0.75
+
+
+def test_zero_shot_stars_collapse_onto_polarity():
+    import numpy as np
+
+    from recipe_utils.baselines import map_zero_shot_probabilities
+
+    stars = {0: "1 star", 1: "2 stars", 2: "3 stars", 3: "4 stars", 4: "5 stars"}
+    label_map = {"1 star": 0, "2 stars": 0, "4 stars": 1, "5 stars": 1}
+    probabilities = np.array([[0.3, 0.3, 0.0, 0.2, 0.2],  # 0.6 negative
+                              [0.1, 0.1, 0.5, 0.2, 0.1],  # 3 stars ignored: 0.3 positive vs 0.2 negative
+                              [0.0, 0.1, 0.0, 0.0, 0.9]])
+    assert map_zero_shot_probabilities(probabilities, stars, label_map).tolist() == [0, 1, 1]

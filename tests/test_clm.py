@@ -1,0 +1,85 @@
+"""Causal-LM recipe: packing, pad token, generation and a tiny end-to-end run on real text."""
+
+import json
+import os
+from types import SimpleNamespace
+
+import datasets
+import pytest
+
+from recipe_utils.generation import GenerationArguments, generate, interactive_loop
+from recipe_utils.lm import group_texts, tokenize_for_lm, train_bpe_tokenizer
+from tests.conftest import run_script
+
+TINY_MODEL = ["--model_type", "gpt2", "--config_overrides", "n_layer=2,n_head=2,n_embd=64,n_positions=128",
+              "--tokenizer_vocab_size", "2000", "--block_size", "64"]
+
+
+def test_packing_keeps_every_token_once_in_order():
+    examples = {"input_ids": [[1, 2, 3], [4, 5], [6, 7, 8, 9, 10]], "attention_mask": [[1] * 3, [1] * 2, [1] * 5]}
+    blocks = group_texts(examples, block_size=4)
+    assert blocks["input_ids"] == [[1, 2, 3, 4], [5, 6, 7, 8]]  # the 2-token tail that fills no block is dropped
+    assert all(len(mask) == 4 for mask in blocks["attention_mask"])
+
+
+def test_packed_blocks_are_the_concatenated_texts_with_eos_between():
+    tokenizer = train_bpe_tokenizer(["the film was great fun"] * 50 + ["a dull and boring plot"] * 50, 300)
+    texts = datasets.Dataset.from_dict({"text": ["the film was great fun", "a dull and boring plot"] * 20})
+    blocks = tokenize_for_lm(texts, tokenizer, block_size=8, packing=True, separator_id=tokenizer.eos_token_id)
+    stream = sum((tokenizer(text)["input_ids"] + [tokenizer.eos_token_id] for text in texts["text"]), [])
+    flat = sum(blocks["input_ids"], [])
+    assert flat == stream[: len(flat)] and len(stream) - len(flat) < 8
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    output_dir = str(tmp_path_factory.mktemp("clm") / "run")
+    result = run_script("recipes/clm_distilgpt2.py", "--config", "recipes/configs/clm_distilgpt2/demo.yaml",
+                        *TINY_MODEL, "--max_train_samples", "300", "--max_eval_samples", "60", "--num_train_epochs", "1",
+                        "--learning_rate", "3e-3", "--max_new_tokens", "12", "--output_dir", output_dir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(os.path.join(output_dir, "all_results.json")) as handle:
+        return output_dir, json.load(handle)
+
+
+def test_tiny_run_lowers_held_out_perplexity(tiny_run):
+    _, results = tiny_run
+    assert results["perplexity"] < 0.5 * results["before_perplexity"], results
+    assert results["leaked_eval_texts"] == 0
+
+
+def test_saved_folder_works_with_the_text_generation_pipeline(tiny_run):
+    from transformers import pipeline
+
+    output_dir, _ = tiny_run
+    generator = pipeline("text-generation", model=output_dir)
+    assert generator.tokenizer.pad_token == generator.tokenizer.eos_token  # seed 002: pad with eos
+    text = generator("This movie", max_new_tokens=5, do_sample=False)[0]["generated_text"]
+    assert text.startswith("This movie") and len(text) > len("This movie")
+    assert {"README.md", "samples.json", "model.safetensors"} <= set(os.listdir(output_dir))
+
+
+def test_generation_is_reproducible_with_a_seed(tiny_run):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    output_dir, _ = tiny_run
+    model, tokenizer = AutoModelForCausalLM.from_pretrained(output_dir), AutoTokenizer.from_pretrained(output_dir)
+    args = GenerationArguments(max_new_tokens=15, generation_seed=7)
+    assert generate(model, tokenizer, "The acting", args) == generate(model, tokenizer, "The acting", args)
+
+
+def test_interactive_loop_reads_prompts_until_end_of_input(tiny_run):
+    output_dir, _ = tiny_run
+    result = run_script("recipes/clm_distilgpt2.py", "--generate_only", "--model_name_or_path", output_dir,
+                        "--max_new_tokens", "5", stdin="The plot\nI loved\n")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.count("Enter a prompt for text generation:") == 3  # two answered, then EOF
+    generated = [line for line in result.stdout.splitlines() if "Generated text:" in line]
+    assert len(generated) == 2 and "The plot" in generated[0] and "I loved" in generated[1]
+
+
+def test_interactive_loop_stops_on_an_empty_line(capsys):
+    import io
+
+    calls = interactive_loop(SimpleNamespace(), SimpleNamespace(), GenerationArguments(), stream=io.StringIO("\nnever\n"))
+    assert calls == 0 and "Enter a prompt" in capsys.readouterr().out
