@@ -53,7 +53,8 @@ class DatasetArguments:
     train_split: str = field(default="train", metadata={"help": "Split to train on."})
     text_column: str = field(default="text", metadata={"help": "Column holding the text."})
     max_train_samples: int | None = field(
-        default=None, metadata={"help": "Cap on training texts (drawn balanced per class for classification). Unset: all."}
+        default=None,
+        metadata={"help": "Cap on training texts (drawn balanced per class for classification). Unset: all."},
     )
     max_eval_samples: int | None = field(default=None, metadata={"help": "Cap on evaluation texts. Unset: all."})
 
@@ -89,7 +90,9 @@ class DataArguments(DatasetArguments):
         if self.max_length < 8:
             raise ValueError(f"max_length must be at least 8, got {self.max_length}")
         if self.truncation == "head_tail" and not 0 < self.head_tokens < self.max_length:
-            raise ValueError(f"head_tokens must be between 1 and max_length-1 ({self.max_length - 1}), got {self.head_tokens}")
+            raise ValueError(
+                f"head_tokens must be between 1 and max_length-1 ({self.max_length - 1}), got {self.head_tokens}"
+            )
         if self.eval_size < 2:
             raise ValueError(f"eval_size must be at least 2, got {self.eval_size}")
         if len(self.class_names) < 2:
@@ -121,7 +124,8 @@ class ScratchModelArguments:
     """Build a model from a config instead of loading weights (pretraining from scratch)."""
 
     model_type: str | None = field(
-        default=None, metadata={"help": "Architecture to build from scratch (gpt2, bert). Unset: load model_name_or_path."}
+        default=None,
+        metadata={"help": "Architecture to build from scratch (gpt2, bert). Unset: load model_name_or_path."},
     )
     config_overrides: str | None = field(
         default=None, metadata={"help": "Comma-separated config values for model_type, e.g. n_layer=4,n_embd=256."}
@@ -206,7 +210,6 @@ def parse_args(dataclass_types: list, args: list[str] | None = None) -> tuple:
     return tuple(parsed)
 
 
-
 @dataclass
 class OutputArguments:
     """How a run treats an output_dir that already holds results."""
@@ -230,3 +233,15 @@ class FreezeArguments:
         },
     )
     unfreeze_top_k: int = field(default=2, metadata={"help": "Transformer layers unfrozen by freeze_strategy=top_k."})
+
+
+def global_batch_size(training_args) -> int:
+    """per-device batch x gradient accumulation x processes, announced once at the start of a run."""
+    world_size = int(os.environ.get("WORLD_SIZE", 1))
+    size = training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps * world_size
+    print(
+        f"global batch size: {size} = {training_args.per_device_train_batch_size} per device "
+        f"x {training_args.gradient_accumulation_steps} accumulation x {world_size} processes",
+        flush=True,
+    )
+    return size

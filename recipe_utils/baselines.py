@@ -19,7 +19,15 @@ def tfidf_predictions(train_texts, train_labels, eval_texts, seed: int) -> np.nd
     """
     pipeline = make_pipeline(
         TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True),
-        LogisticRegressionCV(Cs=[1.0, 3.0, 10.0, 30.0], cv=3, max_iter=2000, random_state=seed),
+        LogisticRegressionCV(
+            Cs=[1.0, 3.0, 10.0, 30.0],
+            cv=3,
+            scoring="accuracy",
+            l1_ratios=(0.0,),
+            use_legacy_attributes=False,
+            max_iter=2000,
+            random_state=seed,
+        ),
     )
     pipeline.fit(list(train_texts), list(train_labels))
     return pipeline.predict(list(eval_texts))

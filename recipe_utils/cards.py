@@ -6,8 +6,14 @@ import platform
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 TEMPLATES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "model_cards")
-METRIC_NAMES = {"accuracy": "Accuracy", "f1": "F1", "f1_macro": "Macro F1", "precision": "Precision",
-                "recall": "Recall", "perplexity": "Perplexity"}
+METRIC_NAMES = {
+    "accuracy": "Accuracy",
+    "f1": "F1",
+    "f1_macro": "Macro F1",
+    "precision": "Precision",
+    "recall": "Recall",
+    "perplexity": "Perplexity",
+}
 
 
 def framework_versions() -> dict:
@@ -23,8 +29,15 @@ def framework_versions() -> dict:
     return versions
 
 
-def eval_results(results: dict, model_name: str, task_type: str, dataset_type: str, dataset_name: str,
-                 dataset_split: str, metrics=("accuracy", "f1", "f1_macro")) -> list[EvalResult]:
+def eval_results(
+    results: dict,
+    model_name: str,
+    task_type: str,
+    dataset_type: str,
+    dataset_name: str,
+    dataset_split: str,
+    metrics=("accuracy", "f1", "f1_macro"),
+) -> list[EvalResult]:
     """model-index entries for the final model's held-out metrics (eval_* keys of all_results.json)."""
     return [
         EvalResult(

@@ -28,7 +28,14 @@ EMBEDDED_CORPORA = {
     "package:gensim/enwiki": "test/test_data/enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2",
     "package:gensim/lee": "test/test_data/lee_background.cor",
 }
-LOCAL_BUILDERS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet", ".txt": "text"}
+LOCAL_BUILDERS = {
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".json": "json",
+    ".jsonl": "json",
+    ".parquet": "parquet",
+    ".txt": "text",
+}
 
 
 def _package_file(package: str, relative_path: str) -> str:
@@ -145,8 +152,11 @@ def _labels_to_ids(series: pd.Series, label_names: list[str], column: str) -> pd
             raise RecipeError(f"label column '{column}' has missing or non-integer values")
         ids = series.astype(int)
     else:
-        mapped = series.astype(str).str.strip().str.lower().map(
-            lambda value: lowered.index(value) if value in lowered else (int(value) if value.isdigit() else -1)
+        mapped = (
+            series.astype(str)
+            .str.strip()
+            .str.lower()
+            .map(lambda value: lowered.index(value) if value in lowered else (int(value) if value.isdigit() else -1))
         )
         ids = mapped.astype(int)
     bad = sorted(set(series[(ids < 0) | (ids >= len(label_names))].astype(str)))

@@ -17,11 +17,13 @@ def load_lm_texts(data_args, seed: int) -> tuple[datasets.Dataset, datasets.Data
     """
     raw = load_raw_dataset(data_args.dataset_name, data_args.train_split, data_args.dataset_config)
     if data_args.text_column not in raw.column_names:
-        raise RecipeError(f"column '{data_args.text_column}' not in the dataset (columns: {', '.join(raw.column_names)})")
+        raise RecipeError(
+            f"column '{data_args.text_column}' not in the dataset (columns: {', '.join(raw.column_names)})"
+        )
     texts = [clean_text(str(text or "")) for text in raw[data_args.text_column]]
     groups = raw["document"] if "document" in raw.column_names else list(range(len(texts)))
     seen, rows = set(), []
-    for text, group in zip(texts, groups):
+    for text, group in zip(texts, groups, strict=True):
         if text and text not in seen:
             seen.add(text)
             rows.append((text, group))
@@ -29,42 +31,60 @@ def load_lm_texts(data_args, seed: int) -> tuple[datasets.Dataset, datasets.Data
         raise RecipeError(f"dataset '{data_args.dataset_name}' has fewer than two non-empty texts")
     unique_groups = sorted({group for _, group in rows}, key=str)
     rng = np.random.default_rng(seed)
-    held_out = set(rng.permutation(unique_groups)[: max(1, round(len(unique_groups) * data_args.eval_fraction))].tolist())
+    held_out = set(
+        rng.permutation(unique_groups)[: max(1, round(len(unique_groups) * data_args.eval_fraction))].tolist()
+    )
     train = [text for text, group in rows if group not in held_out]
     evaluation = [text for text, group in rows if group in held_out]
     train = [train[i] for i in rng.permutation(len(train))][: data_args.max_train_samples]
     evaluation = evaluation[: data_args.max_eval_samples]
     if not train or not evaluation:
         raise RecipeError("too few texts to split into training and evaluation sets")
-    stats = {"train_samples": len(train), "eval_samples": len(evaluation),
-             "duplicate_texts_dropped": len([t for t in texts if t]) - len(rows), "leaked_eval_texts": len(set(train) & set(evaluation))}
+    stats = {
+        "train_samples": len(train),
+        "eval_samples": len(evaluation),
+        "duplicate_texts_dropped": len([t for t in texts if t]) - len(rows),
+        "leaked_eval_texts": len(set(train) & set(evaluation)),
+    }
     return datasets.Dataset.from_dict({"text": train}), datasets.Dataset.from_dict({"text": evaluation}), stats
 
 
 def group_texts(examples: dict, block_size: int) -> dict:
-    """Concatenate every sequence of the batch and cut it into block_size chunks (the tail that does not fill one is dropped)."""
+    """Concatenate the batch's sequences and cut block_size chunks (a tail too short for a block is dropped)."""
     concatenated = {key: sum(examples[key], []) for key in examples}
     total = (len(concatenated["input_ids"]) // block_size) * block_size
-    return {key: [values[i : i + block_size] for i in range(0, total, block_size)] for key, values in concatenated.items()}
+    return {
+        key: [values[i : i + block_size] for i in range(0, total, block_size)] for key, values in concatenated.items()
+    }
 
 
 def tokenize_for_lm(dataset: datasets.Dataset, tokenizer, block_size: int, packing: bool, separator_id: int | None):
     """Packed blocks (texts joined by `separator_id`, e.g. GPT-2's eos) or one padded example per text."""
     if packing:
+
         def encode(batch):
             encoded = tokenizer(batch["text"], add_special_tokens=separator_id is None)
             if separator_id is not None:
-                encoded = {key: [ids + [separator_id if key == "input_ids" else 1] for ids in values]
-                           for key, values in encoded.items()}
+                encoded = {
+                    key: [ids + [separator_id if key == "input_ids" else 1] for ids in values]
+                    for key, values in encoded.items()
+                }
             return encoded
 
         tokenized = dataset.map(encode, batched=True, remove_columns=dataset.column_names, desc="Tokenizing")
-        packed = tokenized.map(group_texts, batched=True, batch_size=1000, fn_kwargs={"block_size": block_size},
-                               desc=f"Packing into blocks of {block_size}")
+        packed = tokenized.map(
+            group_texts,
+            batched=True,
+            batch_size=1000,
+            fn_kwargs={"block_size": block_size},
+            desc=f"Packing into blocks of {block_size}",
+        )
     else:
         packed = dataset.map(
             lambda batch: tokenizer(batch["text"], truncation=True, max_length=block_size, padding="max_length"),
-            batched=True, remove_columns=dataset.column_names, desc="Tokenizing (padded)",
+            batched=True,
+            remove_columns=dataset.column_names,
+            desc="Tokenizing (padded)",
         )
     if len(packed) == 0:
         raise RecipeError(f"the texts are too short to fill one block of {block_size} tokens")

@@ -13,7 +13,9 @@ def classification_metrics(labels, predictions, num_labels: int = 2) -> dict:
             labels, predictions, average="binary", pos_label=1, zero_division=0
         )
         metrics.update(precision=float(precision), recall=float(recall), f1=float(f1))
-    metrics["f1_macro"] = float(f1_score(labels, predictions, average="macro", labels=range(num_labels), zero_division=0))
+    metrics["f1_macro"] = float(
+        f1_score(labels, predictions, average="macro", labels=range(num_labels), zero_division=0)
+    )
     return metrics
 
 

@@ -21,7 +21,9 @@ def resolve_model_path(name: str) -> str:
         try:
             module = importlib.import_module(EMBEDDED_MODELS[name])
         except ImportError:
-            raise RecipeError(f"the package for '{name}' is not installed; run: pip install -r requirements.txt") from None
+            raise RecipeError(
+                f"the package for '{name}' is not installed; run: pip install -r requirements.txt"
+            ) from None
         return str(module.get_model_path())
     if name.startswith("package:"):
         raise RecipeError(f"unknown embedded model '{name}'; known: {', '.join(EMBEDDED_MODELS)}")
@@ -114,7 +116,9 @@ def apply_freezing(model: nn.Module, strategy: str, unfreeze_top_k: int = 0) -> 
         if strategy == "top_k":
             layers = encoder_layers(model)
             if not 1 <= unfreeze_top_k <= len(layers):
-                raise RecipeError(f"unfreeze_top_k must be between 1 and the layer count {len(layers)}, got {unfreeze_top_k}")
+                raise RecipeError(
+                    f"unfreeze_top_k must be between 1 and the layer count {len(layers)}, got {unfreeze_top_k}"
+                )
             for layer in layers[len(layers) - unfreeze_top_k :]:
                 for parameter in layer.parameters():
                     parameter.requires_grad = True

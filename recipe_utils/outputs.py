@@ -42,3 +42,11 @@ def write_json(path: str, payload) -> None:
     with open(path, "w", encoding="utf-8") as handle:
         json.dump(payload, handle, indent=2, sort_keys=True, default=str)
         handle.write("\n")
+
+
+def remove_pickled_training_args(output_dir: str) -> None:
+    """Drop the Trainer's pickled training_args.bin: run_config.json holds the same as JSON, and a
+    published folder stays pickle-free (loading pickles from a pulled repo can run code)."""
+    path = os.path.join(output_dir, "training_args.bin")
+    if os.path.exists(path):
+        os.remove(path)

@@ -27,7 +27,10 @@ def markdown_table(rows: list[dict]) -> str:
     columns = list(rows[0])
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for row in rows:
-        cells = [f"{value:.4f}" if isinstance(value, float) else ("-" if value is None else str(value)) for value in row.values()]
+        cells = [
+            f"{value:.4f}" if isinstance(value, float) else ("-" if value is None else str(value))
+            for value in row.values()
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -36,15 +39,16 @@ def plot_training_curves(log_history: list[dict], path: str, metrics=("eval_accu
     """Training loss (and eval loss/metrics when logged) against optimizer steps."""
     figure, (loss_axis, metric_axis) = plt.subplots(1, 2, figsize=(11, 4))
     train = [(entry["step"], entry["loss"]) for entry in log_history if "loss" in entry]
-    evals = [entry for entry in log_history if "eval_loss" in entry]
+    evals = [entry for entry in log_history if any(key.startswith("eval_") for key in entry)]
     if train:
-        loss_axis.plot(*zip(*train), label="train loss")
-    if evals:
-        loss_axis.plot([e["step"] for e in evals], [e["eval_loss"] for e in evals], "o-", label="eval loss")
-        for metric in metrics:
-            points = [(e["step"], e[metric]) for e in evals if metric in e]
-            if points:
-                metric_axis.plot(*zip(*points), "o-", label=metric)
+        loss_axis.plot(*zip(*train, strict=True), label="train loss")
+    eval_losses = [(e["step"], e["eval_loss"]) for e in evals if "eval_loss" in e]
+    if eval_losses:
+        loss_axis.plot(*zip(*eval_losses, strict=True), "o-", label="eval loss")
+    for metric in metrics:
+        points = [(e["step"], e[metric]) for e in evals if metric in e]
+        if points:
+            metric_axis.plot(*zip(*points, strict=True), "o-", label=metric)
     loss_axis.set(xlabel="step", ylabel="loss", title="Loss")
     metric_axis.set(xlabel="step", title="Held-out metrics")
     for axis in (loss_axis, metric_axis):

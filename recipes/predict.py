@@ -42,13 +42,15 @@ def main(argv=None):
     texts = args.texts or [line for line in sys.stdin.read().splitlines() if line.strip()]
     if not texts:
         raise RecipeError("no text to classify: pass texts as arguments or one per line on stdin")
-    model_args = SimpleNamespace(model_name_or_path=args.model, model_revision="main", trust_remote_code=False, dtype="float32")
+    model_args = SimpleNamespace(
+        model_name_or_path=args.model, model_revision="main", trust_remote_code=False, dtype="float32"
+    )
     tokenizer = load_tokenizer(model_args)
     model = load_pretrained(AutoModelForSequenceClassification, model_args)
     dataset = datasets.Dataset.from_dict({"text": [clean_text(text) for text in texts]})
     tokenized = tokenize_reviews(dataset, tokenizer, truncation_settings(args.model, tokenizer))
     probabilities = predict_probabilities(model, tokenized, tokenizer, args.batch_size)
-    for text, row in zip(texts, probabilities):
+    for text, row in zip(texts, probabilities, strict=True):
         best = int(row.argmax())
         print(f"{model.config.id2label[best]}\t{row[best]:.4f}\t{text}")
 

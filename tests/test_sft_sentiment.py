@@ -9,8 +9,22 @@ from tests.conftest import folder_snapshot, run_script
 
 CONFIG = "recipes/configs/sft_sentiment/demo.yaml"
 # Small enough for CI, large enough to show real learning: 640 reviews, 40 steps at 128 tokens.
-TINY = ["--max_train_samples", "640", "--eval_size", "200", "--max_length", "128", "--head_tokens", "32",
-        "--learning_rate", "1e-4", "--logging_steps", "5"]
+TINY = [
+    "--truncation",
+    "head",
+    "--max_train_samples",
+    "640",
+    "--eval_size",
+    "200",
+    "--max_length",
+    "128",
+    "--head_tokens",
+    "32",
+    "--learning_rate",
+    "1e-4",
+    "--logging_steps",
+    "5",
+]
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +54,17 @@ def test_training_loss_falls(trained_run):
 def test_output_folder_holds_everything_to_rebuild_the_result(trained_run):
     output_dir, results, stdout = trained_run
     files = set(os.listdir(output_dir))
-    expected = {"model.safetensors", "config.json", "tokenizer.json", "README.md", "all_results.json",
-                "run_config.json", "log_history.json", "training_curves.png", "confusion_matrix.png"}
+    expected = {
+        "model.safetensors",
+        "config.json",
+        "tokenizer.json",
+        "README.md",
+        "all_results.json",
+        "run_config.json",
+        "log_history.json",
+        "training_curves.png",
+        "confusion_matrix.png",
+    }
     assert expected <= files, expected - files
     assert not any(name.endswith((".bin", ".pt", ".pkl")) for name in files)  # safetensors only, no pickles
     for prefix in ("baseline_majority", "baseline_tfidf", "before", "eval"):
@@ -60,20 +83,43 @@ def test_model_card_reports_the_measured_numbers(trained_run):
     assert "{{" not in card.text and "None" not in card.text.split("## Framework versions")[0]
 
 
-def test_pipeline_loads_the_saved_folder(trained_run):
+def test_pipeline_on_the_saved_folder_reproduces_the_held_out_accuracy(trained_run):
+    from types import SimpleNamespace
+
     from transformers import pipeline
 
-    output_dir, _, _ = trained_run
+    from recipe_utils.args import DataArguments
+    from recipe_utils.data import prepare_classification_data
+
+    output_dir, results, _ = trained_run
+    with open(os.path.join(output_dir, "run_config.json")) as handle:
+        config = json.load(handle)
+    # The held-out split is rebuilt from the run's own config: the folder alone is enough.
+    fields = {name: config[name] for name in DataArguments.__dataclass_fields__}
+    data = prepare_classification_data(SimpleNamespace(**fields), seed=config["seed"])
     classifier = pipeline("text-classification", model=output_dir)
-    verdicts = classifier(["An absolute delight, wonderful acting and a moving story.",
-                           "Awful. Boring, badly acted and far too long; a waste of time."])
+    predicted = [item["label"] for item in classifier(data.eval["text"], truncation=True, batch_size=32)]
+    accuracy = sum(p == data.label_names[y] for p, y in zip(predicted, data.eval["label"], strict=True)) / len(
+        predicted
+    )
+    assert accuracy == pytest.approx(results["eval_accuracy"], abs=0.006)  # at most one near-tie flips
+    verdicts = classifier(
+        [
+            "An absolute delight, wonderful acting and a moving story.",
+            "Awful. Boring, badly acted and far too long; a waste of time.",
+        ]
+    )
     assert [v["label"] for v in verdicts] == ["positive", "negative"]
 
 
 def test_predict_cli_matches_the_held_out_evaluation(trained_run):
     output_dir, _, _ = trained_run
-    result = run_script("recipes/predict.py", "--model", output_dir,
-                        stdin="A masterpiece, I loved it.\nTerrible film, I hated every minute.\n")
+    result = run_script(
+        "recipes/predict.py",
+        "--model",
+        output_dir,
+        stdin="A masterpiece, I loved it.\nTerrible film, I hated every minute.\n",
+    )
     assert result.returncode == 0, result.stderr
     labels = [line.split("\t")[0] for line in result.stdout.strip().splitlines()]
     assert labels == ["positive", "negative"]
@@ -93,14 +139,19 @@ def test_existing_output_is_never_overwritten_without_the_flag(trained_run):
     [
         ({}, ["--dataset_name", "missing.csv"], "dataset file not found"),
         ({"r.csv": "review,label\nok,1\n"}, ["--dataset_name", "{r.csv}"], "column 'text' not in the dataset"),
-        ({"r.csv": "text,label\n" + "".join(f"t{i},{i % 3}\n" for i in range(40))},
-         ["--dataset_name", "{r.csv}"], "values outside the 2 classes"),
+        (
+            {"r.csv": "text,label\n" + "".join(f"t{i},{i % 3}\n" for i in range(40))},
+            ["--dataset_name", "{r.csv}"],
+            "values outside the 2 classes",
+        ),
         ({"c.yaml": "learning_rte: 0.1\n"}, ["--config", "{c.yaml}"], "unknown key 'learning_rte'"),
         ({}, ["--num_train_epochs", "two"], "invalid float value: 'two'"),
         ({"c.yaml": "output_dir: [unclosed\n"}, ["--config", "{c.yaml}"], "cannot read config file"),
     ],
 )
-def test_bad_input_ends_with_one_clear_line_and_leaves_output_untouched(trained_run, tmp_path, files, arguments, message):
+def test_bad_input_ends_with_one_clear_line_and_leaves_output_untouched(
+    trained_run, tmp_path, files, arguments, message
+):
     output_dir, _, _ = trained_run
     for name, content in files.items():
         (tmp_path / name).write_text(content)
@@ -108,8 +159,9 @@ def test_bad_input_ends_with_one_clear_line_and_leaves_output_untouched(trained_
     before = folder_snapshot(output_dir)
     # --overwrite_output_dir: even a run allowed to replace the folder must fail before touching it.
     config = [] if "--config" in arguments else ["--config", CONFIG]
-    result = run_script("recipes/sft_sentiment.py", *config, *TINY, "--output_dir", output_dir,
-                        "--overwrite_output_dir", *arguments)
+    result = run_script(
+        "recipes/sft_sentiment.py", *config, *TINY, "--output_dir", output_dir, "--overwrite_output_dir", *arguments
+    )
     assert result.returncode == 2, result.stderr[-2000:]
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("error: ") and message in result.stderr
@@ -118,8 +170,9 @@ def test_bad_input_ends_with_one_clear_line_and_leaves_output_untouched(trained_
 
 def test_plain_pytorch_loop_learns_and_writes_the_same_metrics(tmp_path):
     output_dir = str(tmp_path / "plain")
-    result = run_script("recipes/sft_sentiment.py", "--config", CONFIG, *TINY, "--trainer", "plain",
-                        "--output_dir", output_dir)
+    result = run_script(
+        "recipes/sft_sentiment.py", "--config", CONFIG, *TINY, "--trainer", "plain", "--output_dir", output_dir
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     with open(os.path.join(output_dir, "all_results.json")) as handle:
         results = json.load(handle)
@@ -148,9 +201,27 @@ def five_star_model(tmp_path_factory):
 def test_hp_search_reports_every_trial_and_trains_with_the_best(tmp_path, five_star_model):
     output_dir = str(tmp_path / "hp")
     result = run_script(
-        "recipes/sft_sentiment.py", "--config", CONFIG, "--max_train_samples", "128", "--eval_size", "40",
-        "--max_length", "64", "--head_tokens", "16", "--hp_search_trials", "2", "--hp_search_validation_size", "32",
-        "--hp_epochs_choices", "1", "--zero_shot_model", five_star_model, "--output_dir", output_dir,
+        "recipes/sft_sentiment.py",
+        "--config",
+        CONFIG,
+        "--max_train_samples",
+        "128",
+        "--eval_size",
+        "40",
+        "--max_length",
+        "64",
+        "--head_tokens",
+        "16",
+        "--hp_search_trials",
+        "2",
+        "--hp_search_validation_size",
+        "32",
+        "--hp_epochs_choices",
+        "1",
+        "--zero_shot_model",
+        five_star_model,
+        "--output_dir",
+        output_dir,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     with open(os.path.join(output_dir, "all_results.json")) as handle:
