@@ -1,5 +1,5 @@
 # Everything runs inside .venv, built from the pinned requirements.txt when missing or stale.
-PYTHON_BOOT ?= python3.11
+PYTHON_BOOT ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 # The recipes read only package-shipped data offline; the Hub client must not try the network.

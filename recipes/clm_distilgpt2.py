@@ -28,6 +28,7 @@ from recipe_utils.args import (
 from recipe_utils.cards import write_model_card
 from recipe_utils.errors import exit_on_recipe_error
 from recipe_utils.generation import GenerationArguments, generate, interactive_loop
+from recipe_utils.hardware import settle_cpu_precision
 from recipe_utils.lm import config_from_scratch, load_lm_texts, perplexity, tokenize_for_lm, train_bpe_tokenizer
 from recipe_utils.models import load_pretrained, load_tokenizer, parameter_counts
 from recipe_utils.outputs import (
@@ -100,6 +101,7 @@ def main(model_args, scratch_args, data_args, gen_args, clm_args, output_args, t
     output_dir = training_args.output_dir
     if not training_args.resume_from_checkpoint:
         check_output_dir(output_dir, output_args.overwrite_output_dir)
+    settle_cpu_precision(training_args)
     set_seed(training_args.seed)
     train_texts, eval_texts, stats = load_lm_texts(data_args, training_args.seed)
     model, tokenizer = build_model_and_tokenizer(model_args, scratch_args, train_texts["text"])

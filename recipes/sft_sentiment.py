@@ -37,6 +37,7 @@ from recipe_utils.baselines import majority_predictions, map_zero_shot_probabili
 from recipe_utils.cards import eval_results, write_model_card
 from recipe_utils.data import prepare_classification_data, tokenize_reviews
 from recipe_utils.errors import RecipeError, exit_on_recipe_error
+from recipe_utils.hardware import settle_cpu_precision
 from recipe_utils.inference import predict_probabilities
 from recipe_utils.metrics import classification_metrics, confusion
 from recipe_utils.models import apply_freezing, load_classifier, load_tokenizer
@@ -244,6 +245,7 @@ def main(model_args, data_args, freeze_args, script_args, output_args, training_
     output_dir = training_args.output_dir
     if not training_args.resume_from_checkpoint:
         check_output_dir(output_dir, output_args.overwrite_output_dir)
+    settle_cpu_precision(training_args)
     set_seed(training_args.seed)
     global_batch = global_batch_size(training_args)
 

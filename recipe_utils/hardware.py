@@ -1,0 +1,24 @@
+"""Precision choices that depend on the machine a run lands on."""
+
+import torch
+
+
+def cpu_has_native_bf16() -> bool:
+    """True where oneDNN runs bf16 matmuls in hardware (AVX512-BF16 or AMX); elsewhere bf16 is emulated."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def settle_cpu_precision(training_args) -> None:
+    """Keep bf16 autocast on a CPU run only where the CPU has bf16 instructions.
+
+    Measured on a 2-core AMD EPYC with AVX512-BF16: a MiniLM training step at 256 tokens takes
+    2.1 s in bf16 against 2.5 s in fp32. On CPUs without it, bf16 matmuls run about 6x slower
+    than fp32, so a CPU config that asks for bf16 falls back to fp32 there, and says so.
+    """
+    on_cpu = training_args.use_cpu or not torch.cuda.is_available()
+    if training_args.bf16 and on_cpu and not cpu_has_native_bf16():
+        print("note: this CPU has no native bf16; training in fp32 instead of bf16 autocast", flush=True)
+        training_args.bf16 = False
