@@ -98,7 +98,7 @@ def test_pipeline_on_the_saved_folder_reproduces_the_held_out_accuracy(trained_r
     fields = {name: config[name] for name in DataArguments.__dataclass_fields__}
     data = prepare_classification_data(SimpleNamespace(**fields), seed=config["seed"])
     classifier = pipeline("text-classification", model=output_dir)
-    predicted = [item["label"] for item in classifier(data.eval["text"], truncation=True, batch_size=32)]
+    predicted = [item["label"] for item in classifier(list(data.eval["text"]), truncation=True, batch_size=32)]
     accuracy = sum(p == data.label_names[y] for p, y in zip(predicted, data.eval["label"], strict=True)) / len(
         predicted
     )
@@ -155,7 +155,8 @@ def test_bad_input_ends_with_one_clear_line_and_leaves_output_untouched(
     output_dir, _, _ = trained_run
     for name, content in files.items():
         (tmp_path / name).write_text(content)
-    arguments = [arg.format(**{name: str(tmp_path / name) for name in files}) for arg in arguments]
+    # "{r.csv}" in a case's arguments stands for the file written above.
+    arguments = [str(tmp_path / arg[1:-1]) if arg[1:-1] in files else arg for arg in arguments]
     before = folder_snapshot(output_dir)
     # --overwrite_output_dir: even a run allowed to replace the folder must fail before touching it.
     config = [] if "--config" in arguments else ["--config", CONFIG]
