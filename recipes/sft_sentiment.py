@@ -354,12 +354,13 @@ def write_sentiment_card(
         model_name=model_name,
         eval_results=eval_results(results, model_name, "text-classification", hub_data, hub_data, split),
     )
+    schedule = getattr(training_args.lr_scheduler_type, "value", training_args.lr_scheduler_type)
     hyperparameters = {
         "learning_rate": training_args.learning_rate,
         "epochs": training_args.num_train_epochs,
         "global batch size": results["global_batch_size"],
         "weight_decay": training_args.weight_decay,
-        "lr schedule": f"{training_args.lr_scheduler_type}, warmup {training_args.warmup_steps}",
+        "lr schedule": f"{schedule}, warmup {training_args.warmup_steps}",
         "max_length": data_args.max_length,
         "truncation": data_args.truncation,
         "freeze strategy": freeze_args.freeze_strategy

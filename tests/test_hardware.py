@@ -1,0 +1,17 @@
+from types import SimpleNamespace
+
+from recipe_utils import hardware
+
+
+def test_bf16_falls_back_to_fp32_on_a_cpu_without_bf16_instructions(monkeypatch, capsys):
+    monkeypatch.setattr(hardware, "cpu_has_native_bf16", lambda: False)
+    args = SimpleNamespace(bf16=True, use_cpu=True)
+    hardware.settle_cpu_precision(args)
+    assert args.bf16 is False and "no native bf16" in capsys.readouterr().out
+
+
+def test_bf16_is_kept_where_the_cpu_has_it(monkeypatch):
+    monkeypatch.setattr(hardware, "cpu_has_native_bf16", lambda: True)
+    args = SimpleNamespace(bf16=True, use_cpu=True)
+    hardware.settle_cpu_precision(args)
+    assert args.bf16 is True
