@@ -134,8 +134,9 @@ def zero_shot_predictions(data, data_args, script_args, model_args, batch_size: 
         raise RecipeError(
             f"zero_shot_label_map names labels {unknown} that {script_args.zero_shot_model} does not have"
         )
-    tokenized = tokenize_reviews(data.eval, load_tokenizer(zero_shot_args), data_args)
-    probabilities = predict_probabilities(model, tokenized, load_tokenizer(zero_shot_args), batch_size)
+    tokenizer = load_tokenizer(zero_shot_args)
+    tokenized = tokenize_reviews(data.eval, tokenizer, data_args)
+    probabilities = predict_probabilities(model, tokenized, tokenizer, batch_size)
     label_map = {name: data.label_names.index(ours) for name, ours in pairs}
     return map_zero_shot_probabilities(probabilities, model.config.id2label, label_map)
 
