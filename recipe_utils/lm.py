@@ -5,7 +5,7 @@ import math
 import datasets
 import numpy as np
 
-from recipe_utils.data import clean_text, load_raw_dataset
+from recipe_utils.data import clean_text, load_raw_dataset, require_columns
 from recipe_utils.errors import RecipeError
 
 
@@ -16,10 +16,7 @@ def load_lm_texts(data_args, seed: int) -> tuple[datasets.Dataset, datasets.Data
     so no article is half trained on and half evaluated.
     """
     raw = load_raw_dataset(data_args.dataset_name, data_args.train_split, data_args.dataset_config)
-    if data_args.text_column not in raw.column_names:
-        raise RecipeError(
-            f"column '{data_args.text_column}' not in the dataset (columns: {', '.join(raw.column_names)})"
-        )
+    require_columns(raw, data_args.text_column)
     texts = [clean_text(str(text or "")) for text in raw[data_args.text_column]]
     groups = raw["document"] if "document" in raw.column_names else list(range(len(texts)))
     seen, rows = set(), []

