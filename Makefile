@@ -7,7 +7,7 @@ OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 ACCELERATE_CONFIG ?= accelerate_configs/cpu.yaml
 LAUNCH := $(OFFLINE) $(VENV)/bin/accelerate launch --config_file $(ACCELERATE_CONFIG)
 
-.PHONY: setup demo test lint format sft_sentiment sft_sentiment_full sft_sentiment_plain predict clm_pretrain clm_distilgpt2 generate clean
+.PHONY: setup demo test lint format sft_sentiment sft_sentiment_full sft_sentiment_plain predict clm_pretrain clm_distilgpt2 generate lora qlora peft_compare clean
 
 setup: $(VENV)/.installed
 
@@ -22,6 +22,8 @@ $(VENV)/.installed: requirements.txt
 demo: setup
 	$(MAKE) sft_sentiment
 	$(MAKE) clm_distilgpt2
+	$(MAKE) lora
+	$(MAKE) qlora
 
 test: setup
 	$(OFFLINE) $(PY) -m pytest -q tests
@@ -51,6 +53,17 @@ clm_pretrain: setup
 
 clm_distilgpt2: clm_pretrain
 	$(LAUNCH) recipes/clm_distilgpt2.py --config recipes/configs/clm_distilgpt2/demo.yaml --overwrite_output_dir $(ARGS)
+
+# Parameter-efficient fine-tuning on the sentiment task (--task clm for the causal LM), and QLoRA on a 4-bit base.
+lora: setup
+	$(LAUNCH) recipes/lora.py --config recipes/configs/lora/demo.yaml --overwrite_output_dir $(ARGS)
+
+qlora: setup
+	$(LAUNCH) recipes/qlora.py --config recipes/configs/qlora/demo.yaml --overwrite_output_dir $(ARGS)
+
+# Full fine-tuning vs LoRA, QLoRA, prompt tuning and IA3 on the same data: outputs/peft_comparison/comparison.md
+peft_compare: setup
+	$(OFFLINE) $(PY) recipes/compare_peft.py $(ARGS)
 
 # Generate from a trained causal LM: make generate PROMPT="The acting" (no PROMPT: an interactive prompt loop)
 GEN_MODEL ?= outputs/clm_distilgpt2

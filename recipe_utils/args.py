@@ -185,9 +185,14 @@ def _check_config_value(path: str, key: str, value, action) -> None:
             raise RecipeError(f"key '{key}' in {path}: {item!r} is not one of {list(action.choices)}")
 
 
-def parse_args(dataclass_types: list, args: list[str] | None = None) -> tuple:
-    """Parse recipe arguments: defaults < --config YAML < CLI. User mistakes raise RecipeError."""
+def parse_args(dataclass_types: list, args: list[str] | None = None, defaults: dict | None = None) -> tuple:
+    """Parse recipe arguments: defaults < --config YAML < CLI. User mistakes raise RecipeError.
+
+    `defaults` replaces dataclass defaults for one entry point (lora.py defaults peft_method to lora).
+    """
     parser = _RaisingParser(dataclass_types)
+    if defaults:
+        parser.set_defaults(**defaults)
     actions = {action.dest: action for action in parser._actions if action.dest != "help"}
     args = list(args) if args is not None else sys.argv[1:]
     if "--config" in args:
@@ -222,7 +227,7 @@ class OutputArguments:
 
 @dataclass
 class FreezeArguments:
-    """Which parameters train (seed 000's comparison of fine-tuning strategies)."""
+    """Which parameters train, and how fast (seed 000's comparison of fine-tuning strategies)."""
 
     freeze_strategy: str = field(
         default="full",
@@ -233,6 +238,19 @@ class FreezeArguments:
         },
     )
     unfreeze_top_k: int = field(default=2, metadata={"help": "Transformer layers unfrozen by freeze_strategy=top_k."})
+    layer_lr_decay: float = field(
+        default=1.0,
+        metadata={"help": "Each transformer layer below the top learns at this factor of the one above (1: off)."},
+    )
+    head_lr_scale: float = field(
+        default=1.0, metadata={"help": "The task head (classifier and pooler) learns at learning_rate x this."}
+    )
+
+    def __post_init__(self):
+        if not 0 < self.layer_lr_decay <= 1:
+            raise ValueError(f"layer_lr_decay must be in (0, 1], got {self.layer_lr_decay}")
+        if self.head_lr_scale <= 0:
+            raise ValueError(f"head_lr_scale must be positive, got {self.head_lr_scale}")
 
 
 def global_batch_size(training_args) -> int:

@@ -22,3 +22,13 @@ def settle_cpu_precision(training_args) -> None:
     if training_args.bf16 and on_cpu and not cpu_has_native_bf16():
         print("note: this CPU has no native bf16; training in fp32 instead of bf16 autocast", flush=True)
         training_args.bf16 = False
+
+
+def peak_memory_mb() -> float:
+    """Peak memory of this process so far: GPU memory allocated by torch on CUDA, resident set size on CPU."""
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20
+    import resource
+
+    # ru_maxrss is in KiB on Linux.
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -69,8 +69,8 @@ def load_tokenizer(model_args):
         raise RecipeError(f"cannot load tokenizer '{model_args.model_name_or_path}': {first_line}") from None
 
 
-def load_classifier(model_args, label_names: list[str]):
-    """A sequence classifier with a (new, if needed) head for `label_names`."""
+def load_classifier(model_args, label_names: list[str], **kwargs):
+    """A sequence classifier with a (new, if needed) head for `label_names`; kwargs go to from_pretrained."""
     from transformers import AutoModelForSequenceClassification
 
     return load_pretrained(
@@ -79,7 +79,29 @@ def load_classifier(model_args, label_names: list[str]):
         num_labels=len(label_names),
         id2label=dict(enumerate(label_names)),
         label2id={name: index for index, name in enumerate(label_names)},
+        **kwargs,
     )
+
+
+def classifier_skeleton(model_args, label_names: list[str]) -> nn.Module:
+    """The classifier's architecture on the meta device: names and shapes, no weights, no memory.
+
+    Counts a model's parameters before quantization packs them, and lets a 4-bit run check its
+    layers before loading anything.
+    """
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    path = resolve_model_path(model_args.model_name_or_path)
+    try:
+        config = AutoConfig.from_pretrained(
+            path, revision=model_args.model_revision, trust_remote_code=model_args.trust_remote_code
+        )
+    except OSError as err:
+        first_line = str(err).strip().splitlines()[0]
+        raise RecipeError(f"cannot load model '{model_args.model_name_or_path}': {first_line}") from None
+    config.num_labels = len(label_names)
+    with torch.device("meta"):
+        return AutoModelForSequenceClassification.from_config(config, trust_remote_code=model_args.trust_remote_code)
 
 
 def encoder_layers(model: nn.Module) -> nn.ModuleList:
@@ -131,7 +153,9 @@ def apply_freezing(model: nn.Module, strategy: str, unfreeze_top_k: int = 0) -> 
     return parameter_counts(model)
 
 
-def parameter_counts(model: nn.Module) -> dict:
-    total = sum(parameter.numel() for parameter in model.parameters())
+def parameter_counts(model: nn.Module, total: int | None = None) -> dict:
+    """Trainable parameters against `total` (default: the model's own count; pass the unwrapped model's
+    count for adapters, whose wrappers hold extra copies of the modules they train)."""
+    total = total or sum(parameter.numel() for parameter in model.parameters())
     trainable = sum(parameter.numel() for parameter in model.parameters() if parameter.requires_grad)
     return {"trainable_params": trainable, "total_params": total, "trainable_share": trainable / total}

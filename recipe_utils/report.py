@@ -74,3 +74,22 @@ def plot_confusion_matrix(matrix: list[list[int]], label_names: list[str], path:
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return os.path.basename(path)
+
+
+def plot_comparison(rows: list[dict], path: str, metrics) -> str:
+    """Bar charts per variant: the quality metrics, then trainable parameters (log scale) and training time."""
+    panels = [metric for metric in (*metrics, "trainable_params", "train_runtime_s") if metric in rows[0]]
+    figure, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 4))
+    axes = [axes] if len(panels) == 1 else axes
+    names = [str(row["variant"]) for row in rows]
+    for axis, metric in zip(axes, panels, strict=True):
+        values = [row[metric] or 0 for row in rows]
+        axis.bar(names, values, color="tab:blue")
+        axis.set_title(metric)
+        axis.tick_params(axis="x", rotation=30)
+        if metric == "trainable_params":
+            axis.set_yscale("log")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path

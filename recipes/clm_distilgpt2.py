@@ -17,6 +17,16 @@ from dataclasses import dataclass, field
 
 from transformers import AutoModelForCausalLM, DataCollatorForLanguageModeling, Trainer, TrainingArguments, set_seed
 
+from recipe_utils.adapters import (
+    PeftArguments,
+    QuantizationArguments,
+    check_peft_options,
+    describe_adapter,
+    folder_size_bytes,
+    quantization_config,
+    quantized_weight_report,
+    wrap_with_peft,
+)
 from recipe_utils.args import (
     LanguageModelingDataArguments,
     ModelArguments,
@@ -27,7 +37,7 @@ from recipe_utils.args import (
 )
 from recipe_utils.cards import write_model_card
 from recipe_utils.data import hub_dataset_id
-from recipe_utils.errors import exit_on_recipe_error
+from recipe_utils.errors import RecipeError, exit_on_recipe_error
 from recipe_utils.generation import GenerationArguments, generate, interactive_loop
 from recipe_utils.hardware import settle_cpu_precision
 from recipe_utils.lm import config_from_scratch, load_lm_texts, perplexity, tokenize_for_lm, train_bpe_tokenizer
@@ -63,17 +73,23 @@ def make_parser_types():
         ScratchModelArguments,
         LanguageModelingDataArguments,
         GenerationArguments,
+        PeftArguments,
+        QuantizationArguments,
         CausalLMArguments,
         OutputArguments,
         TrainingArguments,
     ]
 
 
-def build_model_and_tokenizer(model_args, scratch_args, train_texts):
-    """A pretrained checkpoint, or (model_type set) a fresh model with a given or freshly trained tokenizer."""
+def build_model_and_tokenizer(model_args, scratch_args, train_texts, quant_args=None):
+    """A pretrained checkpoint (4-bit when asked), or (model_type set) a fresh model with a given or freshly
+    trained tokenizer."""
+    quantization = quantization_config(quant_args) if quant_args else None
     if scratch_args.model_type is None:
         tokenizer = load_tokenizer(model_args)
-        model = load_pretrained(AutoModelForCausalLM, model_args)
+        model = load_pretrained(AutoModelForCausalLM, model_args, quantization_config=quantization)
+    elif quantization is not None:
+        raise RecipeError("load_in_4bit needs a pretrained model_name_or_path, not a model built from scratch")
     else:
         if scratch_args.tokenizer_name:
             tokenizer = load_tokenizer(type(model_args)(model_name_or_path=scratch_args.tokenizer_name))
@@ -90,7 +106,7 @@ def build_model_and_tokenizer(model_args, scratch_args, train_texts):
     return model, tokenizer
 
 
-def main(model_args, scratch_args, data_args, gen_args, clm_args, output_args, training_args):
+def main(model_args, scratch_args, data_args, gen_args, peft_args, quant_args, clm_args, output_args, training_args):
     if clm_args.generate_only:
         model, tokenizer = build_model_and_tokenizer(model_args, scratch_args, None)
         if gen_args.prompt:
@@ -102,17 +118,25 @@ def main(model_args, scratch_args, data_args, gen_args, clm_args, output_args, t
     output_dir = training_args.output_dir
     if not training_args.resume_from_checkpoint:
         check_output_dir(output_dir, output_args.overwrite_output_dir)
+    check_peft_options(peft_args, quant_args)
+    if peft_args.merge_adapter and scratch_args.model_type is not None:
+        raise RecipeError("merge_adapter needs a pretrained base (model_name_or_path), not one built from scratch")
     settle_cpu_precision(training_args)
     set_seed(training_args.seed)
     train_texts, eval_texts, stats = load_lm_texts(data_args, training_args.seed)
-    model, tokenizer = build_model_and_tokenizer(model_args, scratch_args, train_texts["text"])
+    model, tokenizer = build_model_and_tokenizer(model_args, scratch_args, train_texts["text"], quant_args)
+    full_count = sum(parameter.numel() for parameter in model.parameters())
+    if quant_args.load_in_4bit:
+        stats.update(quantized_weight_report(model))
+    model = wrap_with_peft(model, peft_args, "CAUSAL_LM", quantized=quant_args.load_in_4bit)
     separator = tokenizer.eos_token_id
     train_blocks = tokenize_for_lm(train_texts, tokenizer, data_args.block_size, data_args.packing, separator)
     # Held-out perplexity is always measured on packed blocks, so packing and padding runs compare.
     eval_blocks = tokenize_for_lm(eval_texts, tokenizer, data_args.block_size, True, separator)
     results = {
         **stats,
-        **parameter_counts(model),
+        **parameter_counts(model, total=full_count),
+        "peft_method": peft_args.peft_method,
         "train_blocks": len(train_blocks),
         "eval_blocks": len(eval_blocks),
         "global_batch_size": global_batch_size(training_args),
@@ -141,16 +165,34 @@ def main(model_args, scratch_args, data_args, gen_args, clm_args, output_args, t
 
     trainer.save_model(output_dir)
     remove_pickled_training_args(output_dir)
+    results["saved_weights_bytes"] = folder_size_bytes(output_dir)
+    if peft_args.merge_adapter:
+        # Reload the base in full precision so the adapter merges into real weights, not 4-bit ones.
+        from peft import PeftModel
+
+        base, _ = build_model_and_tokenizer(model_args, scratch_args, None)
+        merged_dir = os.path.join(output_dir, "merged")
+        PeftModel.from_pretrained(base, output_dir).merge_and_unload().save_pretrained(merged_dir)
+        tokenizer.save_pretrained(merged_dir)
+        results["merged_dir"] = merged_dir
     write_json(os.path.join(output_dir, "all_results.json"), results)
     write_json(os.path.join(output_dir, "log_history.json"), trainer.state.log_history)
     write_json(
         os.path.join(output_dir, "run_config.json"),
-        resolved_config(model_args, scratch_args, data_args, gen_args, training_args),
+        resolved_config(model_args, scratch_args, data_args, gen_args, peft_args, quant_args, training_args),
     )
     write_json(os.path.join(output_dir, "samples.json"), {"before": samples_before, "after": samples_after})
     plot_training_curves(trainer.state.log_history, os.path.join(output_dir, "training_curves.png"), metrics=())
     write_clm_card(
-        output_dir, results, samples_before, samples_after, model_args, scratch_args, data_args, training_args
+        output_dir,
+        results,
+        samples_before,
+        samples_after,
+        model_args,
+        scratch_args,
+        data_args,
+        training_args,
+        describe_adapter(peft_args, quant_args),
     )
     print(
         f"\nHeld-out perplexity ({results['eval_blocks']} blocks of {data_args.block_size} tokens): "
@@ -165,7 +207,7 @@ def main(model_args, scratch_args, data_args, gen_args, clm_args, output_args, t
 
 
 def write_clm_card(
-    output_dir, results, samples_before, samples_after, model_args, scratch_args, data_args, training_args
+    output_dir, results, samples_before, samples_after, model_args, scratch_args, data_args, training_args, adapter
 ):
     from huggingface_hub import EvalResult, ModelCardData
 
@@ -176,7 +218,7 @@ def write_clm_card(
     card_data = ModelCardData(
         language="en",
         license="apache-2.0",
-        library_name="transformers",
+        library_name="peft" if adapter else "transformers",
         pipeline_tag="text-generation",
         base_model=base,
         datasets=[hub_data],
@@ -205,6 +247,7 @@ def write_clm_card(
         card_data,
         model_name=model_name,
         start=start,
+        adapter=adapter,
         results=results,
         dataset_name=data_args.dataset_name,
         hub_data=hub_data,
@@ -220,8 +263,8 @@ def write_clm_card(
 
 
 @exit_on_recipe_error
-def cli(args=None):
-    return main(*parse_args(make_parser_types(), args))
+def cli(args=None, defaults=None):
+    return main(*parse_args(make_parser_types(), args, defaults))
 
 
 if __name__ == "__main__":

@@ -25,6 +25,17 @@ import numpy as np
 import torch
 from transformers import DataCollatorWithPadding, Trainer, TrainingArguments, get_scheduler, set_seed
 
+from recipe_utils.adapters import (
+    PeftArguments,
+    QuantizationArguments,
+    check_peft_options,
+    check_quantizable,
+    describe_adapter,
+    folder_size_bytes,
+    quantization_config,
+    quantized_weight_report,
+    wrap_with_peft,
+)
 from recipe_utils.args import (
     DataArguments,
     FreezeArguments,
@@ -37,10 +48,18 @@ from recipe_utils.baselines import majority_predictions, map_zero_shot_probabili
 from recipe_utils.cards import eval_results, write_model_card
 from recipe_utils.data import hub_dataset_id, prepare_classification_data, tokenize_reviews
 from recipe_utils.errors import RecipeError, exit_on_recipe_error
-from recipe_utils.hardware import settle_cpu_precision
+from recipe_utils.hardware import peak_memory_mb, settle_cpu_precision
 from recipe_utils.inference import predict_probabilities
 from recipe_utils.metrics import classification_metrics, confusion
-from recipe_utils.models import apply_freezing, hub_model_id, load_classifier, load_tokenizer
+from recipe_utils.models import (
+    apply_freezing,
+    classifier_skeleton,
+    hub_model_id,
+    load_classifier,
+    load_tokenizer,
+    parameter_counts,
+)
+from recipe_utils.optim import layerwise_parameter_groups, uses_layerwise_rates
 from recipe_utils.outputs import (
     check_output_dir,
     clear_output_dir,
@@ -87,7 +106,32 @@ class SentimentArguments:
 
 
 def make_parser_types():
-    return [ModelArguments, DataArguments, FreezeArguments, SentimentArguments, OutputArguments, TrainingArguments]
+    return [
+        ModelArguments,
+        DataArguments,
+        FreezeArguments,
+        PeftArguments,
+        QuantizationArguments,
+        SentimentArguments,
+        OutputArguments,
+        TrainingArguments,
+    ]
+
+
+def build_model(model_args, freeze_args, peft_args, quant_args, label_names) -> tuple:
+    """The model a run trains and its parameter counts: the classifier frozen by strategy, or wrapped in an
+    adapter (on a 4-bit base for QLoRA). Shares are of the full model's parameters, counted before any
+    quantization packs them or any adapter wraps them."""
+    skeleton = classifier_skeleton(model_args, label_names)
+    full_count = sum(parameter.numel() for parameter in skeleton.parameters())
+    quantization = quantization_config(quant_args)
+    if quantization is not None:
+        check_quantizable(skeleton, quant_args.quantization_skip_modules)
+    model = load_classifier(model_args, label_names, quantization_config=quantization)
+    if peft_args.peft_method == "none":
+        return model, apply_freezing(model, freeze_args.freeze_strategy, freeze_args.unfreeze_top_k)
+    model = wrap_with_peft(model, peft_args, "SEQ_CLS", quantized=quantization is not None)
+    return model, parameter_counts(model, total=full_count)
 
 
 def compute_metrics(prediction):
@@ -141,7 +185,17 @@ def zero_shot_predictions(data, data_args, script_args, model_args, batch_size: 
     return map_zero_shot_probabilities(probabilities, model.config.id2label, label_map)
 
 
-def train_plain(model, train_dataset, tokenizer, args: TrainingArguments) -> list[dict]:
+def parameter_groups(model, training_args, freeze_args) -> list[dict]:
+    return layerwise_parameter_groups(
+        model,
+        training_args.learning_rate,
+        training_args.weight_decay,
+        freeze_args.layer_lr_decay,
+        freeze_args.head_lr_scale,
+    )
+
+
+def train_plain(model, train_dataset, tokenizer, args: TrainingArguments, param_groups: list[dict]) -> list[dict]:
     """Seed 003's loop: what Trainer.train does, written out. Returns a Trainer-style log history."""
     generator = torch.Generator().manual_seed(args.seed)
     loader = torch.utils.data.DataLoader(
@@ -151,9 +205,7 @@ def train_plain(model, train_dataset, tokenizer, args: TrainingArguments) -> lis
         collate_fn=DataCollatorWithPadding(tokenizer),
         generator=generator,
     )
-    optimizer = torch.optim.AdamW(
-        [p for p in model.parameters() if p.requires_grad], lr=args.learning_rate, weight_decay=args.weight_decay
-    )
+    optimizer = torch.optim.AdamW(param_groups, lr=args.learning_rate)
     total_steps = int(len(loader) * args.num_train_epochs)
     scheduler = get_scheduler(
         args.lr_scheduler_type,
@@ -190,16 +242,11 @@ def train_plain(model, train_dataset, tokenizer, args: TrainingArguments) -> lis
     return history
 
 
-def hp_search(model_args, freeze_args, training_args, script_args, label_names, train_tokenized, tokenizer) -> dict:
+def hp_search(model_init, training_args, script_args, train_tokenized, tokenizer) -> dict:
     """Optuna search on a validation split carved from the training reviews; returns the best hyperparameters."""
     import optuna
 
     split = train_tokenized.train_test_split(test_size=script_args.hp_search_validation_size, seed=training_args.seed)
-
-    def model_init(trial=None):
-        model = load_classifier(model_args, label_names)
-        apply_freezing(model, freeze_args.freeze_strategy, freeze_args.unfreeze_top_k)
-        return model
 
     def space(trial):
         low, high = script_args.hp_learning_rate_range
@@ -212,7 +259,7 @@ def hp_search(model_args, freeze_args, training_args, script_args, label_names, 
     # Trials write their checkpoints to a scratch folder, never into the run's output_dir.
     scratch = tempfile.mkdtemp(prefix="hp_search_")
     trainer = Trainer(
-        model_init=model_init,
+        model_init=lambda trial=None: model_init(),
         args=dataclasses.replace(training_args, output_dir=scratch),
         train_dataset=split["train"],
         eval_dataset=split["test"],
@@ -242,10 +289,11 @@ def hp_search(model_args, freeze_args, training_args, script_args, label_names, 
     return {"best": best.hyperparameters, "trials": trials}
 
 
-def main(model_args, data_args, freeze_args, script_args, output_args, training_args):
+def main(model_args, data_args, freeze_args, peft_args, quant_args, script_args, output_args, training_args):
     output_dir = training_args.output_dir
     if not training_args.resume_from_checkpoint:
         check_output_dir(output_dir, output_args.overwrite_output_dir)
+    check_peft_options(peft_args, quant_args, freeze_args)
     settle_cpu_precision(training_args)
     set_seed(training_args.seed)
     global_batch = global_batch_size(training_args)
@@ -258,33 +306,44 @@ def main(model_args, data_args, freeze_args, script_args, output_args, training_
     results = {**data.stats, "global_batch_size": global_batch}
     results.update(baseline_results(data, data_args, script_args, model_args, training_args.seed, eval_batch))
 
-    model = load_classifier(model_args, data.label_names)
-    results.update(apply_freezing(model, freeze_args.freeze_strategy, freeze_args.unfreeze_top_k))
+    def model_init():
+        return build_model(model_args, freeze_args, peft_args, quant_args, data.label_names)
+
+    model, counts = model_init()
+    results.update(counts, peft_method=peft_args.peft_method)
+    if quant_args.load_in_4bit:
+        results.update(quantized_weight_report(model))
+    # The run's starting point (for adapters: the base model with the adapter at its initial, no-op state).
     before, _ = score(model, eval_tokenized, tokenizer, eval_batch, "before")
     results.update(before)
 
     search = None
     if script_args.hp_search_trials > 0:
-        search = hp_search(
-            model_args, freeze_args, training_args, script_args, data.label_names, train_tokenized, tokenizer
-        )
+        search = hp_search(lambda: model_init()[0], training_args, script_args, train_tokenized, tokenizer)
         for key, value in search["best"].items():
             setattr(training_args, key, value)
         set_seed(training_args.seed)
-        model = load_classifier(model_args, data.label_names)
-        apply_freezing(model, freeze_args.freeze_strategy, freeze_args.unfreeze_top_k)
+        model, _ = model_init()
 
     if output_args.overwrite_output_dir and not training_args.resume_from_checkpoint:
         clear_output_dir(output_dir)
     if script_args.trainer == "plain":
-        log_history = train_plain(model, train_tokenized, tokenizer, training_args)
+        log_history = train_plain(
+            model, train_tokenized, tokenizer, training_args, parameter_groups(model, training_args, freeze_args)
+        )
         train_metrics = {key: value for key, value in log_history[-1].items() if key != "step"}
         os.makedirs(output_dir, exist_ok=True)
         model.save_pretrained(output_dir)
     else:
+        optimizer_cls_and_kwargs = None
+        if uses_layerwise_rates(freeze_args.layer_lr_decay, freeze_args.head_lr_scale):
+            optimizer_cls, optimizer_kwargs = Trainer.get_optimizer_cls_and_kwargs(training_args, model)
+            optimizer_kwargs["params"] = parameter_groups(model, training_args, freeze_args)
+            optimizer_cls_and_kwargs = (optimizer_cls, optimizer_kwargs)
         trainer = Trainer(
             model=model,
             args=training_args,
+            optimizer_cls_and_kwargs=optimizer_cls_and_kwargs,
             train_dataset=train_tokenized,
             eval_dataset=eval_tokenized,
             processing_class=tokenizer,
@@ -300,8 +359,13 @@ def main(model_args, data_args, freeze_args, script_args, output_args, training_
     tokenizer.save_pretrained(output_dir)
     results.update({key if key.startswith("train_") else f"train_{key}": value for key, value in train_metrics.items()})
 
+    results["saved_weights_bytes"] = folder_size_bytes(output_dir)
+    if peft_args.merge_adapter:
+        results["merged_dir"] = merge_adapter(model_args, data.label_names, output_dir, tokenizer)
+
     after, predictions = score(model, eval_tokenized, tokenizer, eval_batch, "eval")
     results.update(after)
+    results["peak_memory_mb"] = peak_memory_mb()
     matrix = confusion(eval_tokenized["labels"], predictions, len(data.label_names))
     results["eval_confusion_matrix"] = matrix
     if search:
@@ -311,7 +375,7 @@ def main(model_args, data_args, freeze_args, script_args, output_args, training_
     write_json(os.path.join(output_dir, "log_history.json"), log_history)
     write_json(
         os.path.join(output_dir, "run_config.json"),
-        resolved_config(model_args, data_args, freeze_args, script_args, training_args),
+        resolved_config(model_args, data_args, freeze_args, peft_args, quant_args, script_args, training_args),
     )
     # The held-out scores before and after training frame the curve even when no evaluation ran mid-training.
     final_step = max((entry.get("step", 0) for entry in log_history), default=0)
@@ -324,17 +388,53 @@ def main(model_args, data_args, freeze_args, script_args, output_args, training_
     plot_confusion_matrix(matrix, data.label_names, os.path.join(output_dir, "confusion_matrix.png"))
     table = markdown_table(comparison_rows(results))
     write_sentiment_card(
-        output_dir, results, table, model_args, data_args, freeze_args, script_args, training_args, data
+        output_dir,
+        results,
+        table,
+        model_args,
+        data_args,
+        freeze_args,
+        peft_args,
+        quant_args,
+        script_args,
+        training_args,
+        data,
     )
     print(f"\nHeld-out results ({results['eval_samples']} reviews):\n{table}\n\nSaved to {output_dir}", flush=True)
     return results
 
 
+def merge_adapter(model_args, label_names, output_dir: str, tokenizer) -> str:
+    """Write base + adapter merged into one plain model, to output_dir/merged.
+
+    The base is reloaded in full precision so a QLoRA adapter merges into real weights, not 4-bit ones.
+    """
+    from peft import PeftModel
+
+    base = load_classifier(model_args, label_names)
+    merged = PeftModel.from_pretrained(base, output_dir).merge_and_unload()
+    merged_dir = os.path.join(output_dir, "merged")
+    merged.save_pretrained(merged_dir)
+    tokenizer.save_pretrained(merged_dir)
+    return merged_dir
+
+
 def write_sentiment_card(
-    output_dir, results, table, model_args, data_args, freeze_args, script_args, training_args, data
+    output_dir,
+    results,
+    table,
+    model_args,
+    data_args,
+    freeze_args,
+    peft_args,
+    quant_args,
+    script_args,
+    training_args,
+    data,
 ):
     from huggingface_hub import ModelCardData
 
+    adapter = describe_adapter(peft_args, quant_args)
     base = model_args.model_name_or_path
     hub_base = hub_model_id(base)
     hub_data = hub_dataset_id(data_args.dataset_name)
@@ -343,11 +443,13 @@ def write_sentiment_card(
     card_data = ModelCardData(
         language="en",
         license="apache-2.0",
-        library_name="transformers",
+        library_name="transformers" if not adapter else "peft",
         pipeline_tag="text-classification",
         base_model=hub_base if not os.path.isdir(base) else None,
         datasets=[hub_data],
-        tags=["sentiment-analysis", "movie-reviews", "recipes-sft_sentiment"],
+        tags=["sentiment-analysis", "movie-reviews", "recipes-sft_sentiment"]
+        + ([peft_args.peft_method.replace("_", "-")] if adapter else [])
+        + (["qlora", "4-bit"] if quant_args.load_in_4bit else []),
         model_name=model_name,
         eval_results=eval_results(results, model_name, "text-classification", hub_data, hub_data, split),
     )
@@ -362,6 +464,8 @@ def write_sentiment_card(
         "truncation": data_args.truncation,
         "freeze strategy": freeze_args.freeze_strategy
         + (f" (k={freeze_args.unfreeze_top_k})" if freeze_args.freeze_strategy == "top_k" else ""),
+        "layer-wise learning rate": f"x{freeze_args.layer_lr_decay} per layer down, head x{freeze_args.head_lr_scale}",
+        "adapter": adapter or "none (full model weights)",
         "mixed precision": "bf16" if training_args.bf16 else "fp16" if training_args.fp16 else "no (fp32)",
         "seed": training_args.seed,
     }
@@ -381,6 +485,8 @@ def write_sentiment_card(
         label_names=data.label_names,
         trainer_description="transformers Trainer" if script_args.trainer == "hf" else "a plain PyTorch loop",
         results_table=table,
+        adapter=adapter,
+        saved_weights_mb=results["saved_weights_bytes"] / 2**20,
         zero_shot_model=script_args.zero_shot_model,
         zero_shot_mapping=", ".join(script_args.zero_shot_label_map),
         dataset_name=hub_data,
@@ -411,8 +517,8 @@ def write_sentiment_card(
 
 
 @exit_on_recipe_error
-def cli(args=None):
-    return main(*parse_args(make_parser_types(), args))
+def cli(args=None, defaults=None):
+    return main(*parse_args(make_parser_types(), args, defaults))
 
 
 if __name__ == "__main__":

@@ -115,3 +115,42 @@ def test_interactive_loop_stops_on_an_empty_line(capsys):
         SimpleNamespace(), SimpleNamespace(), GenerationArguments(), stream=io.StringIO("\nnever\n")
     )
     assert calls == 0 and "Enter a prompt" in capsys.readouterr().out
+
+
+def test_lora_on_the_causal_lm_saves_an_adapter_that_generates(tiny_run, tmp_path):
+    base_dir, _ = tiny_run
+    output_dir = str(tmp_path / "clm_lora")
+    result = run_script(
+        "recipes/lora.py",
+        "--task",
+        "clm",
+        "--config",
+        "recipes/configs/clm_distilgpt2/demo.yaml",
+        "--model_name_or_path",
+        base_dir,
+        "--lora_target_modules",
+        "c_attn",
+        "--max_train_samples",
+        "200",
+        "--max_eval_samples",
+        "40",
+        "--block_size",
+        "64",
+        "--learning_rate",
+        "5e-3",
+        "--max_new_tokens",
+        "8",
+        "--output_dir",
+        output_dir,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(os.path.join(output_dir, "all_results.json")) as handle:
+        results = json.load(handle)
+    assert results["peft_method"] == "lora" and results["trainable_share"] < 0.1
+    assert results["perplexity"] < results["before_perplexity"]
+    assert "adapter_model.safetensors" in os.listdir(output_dir)
+    generated = run_script(
+        "recipes/clm_distilgpt2.py", "--generate_only", "--model_name_or_path", output_dir, "--prompt", "The film"
+    )
+    assert generated.returncode == 0, generated.stderr[-2000:]
+    assert generated.stdout.strip().startswith("The film")

@@ -1,0 +1,108 @@
+"""lora.py and qlora.py as a user runs them: tiny runs on real reviews and the real MiniLM."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+from huggingface_hub import ModelCard
+
+from tests.conftest import run_script
+from tests.test_sft_sentiment import TINY
+
+LORA_CONFIG = "recipes/configs/lora/demo.yaml"
+
+
+@pytest.fixture(scope="module")
+def lora_run(tmp_path_factory):
+    output_dir = str(tmp_path_factory.mktemp("lora") / "run")
+    result = run_script(
+        "recipes/lora.py",
+        "--config",
+        LORA_CONFIG,
+        *TINY,
+        "--learning_rate",
+        "2e-3",
+        "--merge_adapter",
+        "true",
+        "--output_dir",
+        output_dir,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(os.path.join(output_dir, "all_results.json")) as handle:
+        return output_dir, json.load(handle)
+
+
+def test_lora_run_saves_only_the_adapter_and_learns(lora_run):
+    output_dir, results = lora_run
+    files = set(os.listdir(output_dir))
+    assert {"adapter_config.json", "adapter_model.safetensors", "README.md", "merged"} <= files
+    assert "model.safetensors" not in files
+    assert results["peft_method"] == "lora" and results["trainable_share"] < 0.02
+    assert results["saved_weights_bytes"] < 0.05 * os.path.getsize(
+        os.path.join(output_dir, "merged", "model.safetensors")
+    )
+    assert results["eval_accuracy"] >= results["baseline_majority_accuracy"] + 0.1, results["eval_accuracy"]
+
+
+def test_reloaded_and_merged_lora_models_reproduce_the_run_accuracy(lora_run):
+    from peft import AutoPeftModelForSequenceClassification
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from recipe_utils.args import DataArguments
+    from recipe_utils.data import prepare_classification_data, tokenize_reviews
+    from recipe_utils.inference import predict_probabilities
+
+    output_dir, results = lora_run
+    with open(os.path.join(output_dir, "run_config.json")) as handle:
+        config = json.load(handle)
+    data_args = DataArguments(**{key: config[key] for key in DataArguments.__dataclass_fields__ if key in config})
+    data = prepare_classification_data(data_args, config["seed"])
+    tokenizer = AutoTokenizer.from_pretrained(output_dir)
+    tokenized = tokenize_reviews(data.eval, tokenizer, data_args)
+    for model in (
+        AutoPeftModelForSequenceClassification.from_pretrained(output_dir),
+        AutoModelForSequenceClassification.from_pretrained(os.path.join(output_dir, "merged")),
+    ):
+        predictions = predict_probabilities(model, tokenized, tokenizer).argmax(axis=1)
+        assert np.mean(predictions == np.array(tokenized["labels"])) == results["eval_accuracy"]
+
+
+def test_adapter_card_names_the_base_and_shows_how_to_load_it(lora_run):
+    output_dir, results = lora_run
+    card = ModelCard.load(os.path.join(output_dir, "README.md"))
+    assert card.data.library_name == "peft" and "lora" in card.data.tags
+    assert card.data.base_model == "sentence-transformers/all-MiniLM-L6-v2"
+    assert "PeftModel.from_pretrained" in card.text and "AutoPeftModelForSequenceClassification" in card.text
+    assert "{{" not in card.content and "LoRA r=16" in card.text
+
+
+def test_qlora_run_trains_on_a_4_bit_base(tmp_path):
+    output_dir = str(tmp_path / "run")
+    result = run_script(
+        "recipes/qlora.py",
+        "--config",
+        "recipes/configs/qlora/demo.yaml",
+        *TINY,
+        "--max_train_samples",
+        "160",
+        "--learning_rate",
+        "2e-3",
+        "--output_dir",
+        output_dir,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(os.path.join(output_dir, "all_results.json")) as handle:
+        results = json.load(handle)
+    assert results["quantized_layers"] == 36 and results["quantized_share_of_fp32"] <= 0.15
+    losses = [
+        entry["loss"] for entry in json.load(open(os.path.join(output_dir, "log_history.json"))) if "loss" in entry
+    ]
+    assert losses[-1] < losses[0], losses
+    assert "qlora" in ModelCard.load(os.path.join(output_dir, "README.md")).data.tags
+
+
+def test_unknown_task_is_one_clear_line():
+    result = run_script("recipes/lora.py", "--task", "translation", "--config", LORA_CONFIG)
+    assert result.returncode == 2 and result.stderr.strip().splitlines()[-1].startswith("error: unknown task")
+    assert "Traceback" not in result.stderr
