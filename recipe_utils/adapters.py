@@ -70,6 +70,13 @@ class QuantizationArguments:
         default="float32",
         metadata={"help": "dtype the 4-bit layers compute in.", "choices": ["float32", "bfloat16", "float16"]},
     )
+    bnb_4bit_quant_storage: str = field(
+        default="uint8",
+        metadata={
+            "help": "dtype the packed 4-bit weights are stored in; FSDP needs the compute dtype (bfloat16).",
+            "choices": ["uint8", "bfloat16", "float16", "float32"],
+        },
+    )
     quantization_skip_modules: list[str] = field(
         default_factory=lambda: ["classifier", "pooler.dense", "lm_head", "score"],
         metadata={"help": "Modules kept in full precision (the task head must stay trainable)."},
@@ -187,6 +194,7 @@ def quantization_config(args: QuantizationArguments):
         bnb_4bit_quant_type=args.bnb_4bit_quant_type,
         bnb_4bit_use_double_quant=args.use_bnb_nested_quant,
         bnb_4bit_compute_dtype=getattr(torch, args.bnb_4bit_compute_dtype),
+        bnb_4bit_quant_storage=getattr(torch, args.bnb_4bit_quant_storage),
         llm_int8_skip_modules=args.quantization_skip_modules,
     )
 

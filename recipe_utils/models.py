@@ -158,4 +158,5 @@ def parameter_counts(model: nn.Module, total: int | None = None) -> dict:
     count for adapters, whose wrappers hold extra copies of the modules they train)."""
     total = total or sum(parameter.numel() for parameter in model.parameters())
     trainable = sum(parameter.numel() for parameter in model.parameters() if parameter.requires_grad)
+    print(f"trainable parameters: {trainable:,} of {total:,} ({100 * trainable / total:.2f}%)", flush=True)
     return {"trainable_params": trainable, "total_params": total, "trainable_share": trainable / total}
