@@ -6,7 +6,6 @@ GPU configs cannot run here; parsing them is what catches a renamed or misspelt 
 import glob
 import os
 import sys
-
 from unittest import mock
 
 import pytest
