@@ -184,6 +184,19 @@ def wrap_with_peft(model: nn.Module, args: PeftArguments, task_type: str, quanti
         raise RecipeError(f"cannot apply {args.peft_method}: {str(err).strip().splitlines()[0]}") from None
 
 
+def write_merged_model(base: nn.Module, adapter_dir: str, tokenizer) -> str:
+    """Merge the adapter saved in adapter_dir into `base` and write the plain model to adapter_dir/merged.
+
+    Pass a base loaded in full precision, so a QLoRA adapter merges into real weights, not 4-bit ones.
+    """
+    from peft import PeftModel
+
+    merged_dir = os.path.join(adapter_dir, "merged")
+    PeftModel.from_pretrained(base, adapter_dir).merge_and_unload().save_pretrained(merged_dir)
+    tokenizer.save_pretrained(merged_dir)
+    return merged_dir
+
+
 def quantization_config(args: QuantizationArguments):
     from transformers import BitsAndBytesConfig
 

@@ -24,11 +24,31 @@ def settle_cpu_precision(training_args) -> None:
         training_args.bf16 = False
 
 
+def reset_peak_memory() -> None:
+    """Start a new peak-memory window (so training's peak is not the data preparation's or a baseline's)."""
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+        return
+    try:
+        # Linux: writing 5 to clear_refs resets the process's peak resident set size (VmHWM).
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+    except OSError:
+        pass
+
+
 def peak_memory_mb() -> float:
-    """Peak memory of this process so far: GPU memory allocated by torch on CUDA, resident set size on CPU."""
+    """Peak memory since the last reset: GPU memory allocated by torch on CUDA, resident set size on CPU."""
     if torch.cuda.is_available():
         return torch.cuda.max_memory_allocated() / 2**20
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     import resource
 
-    # ru_maxrss is in KiB on Linux.
+    # ru_maxrss (KiB on Linux) never resets: the peak of the whole process.
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -26,6 +26,7 @@ from recipe_utils.adapters import (
     quantization_config,
     quantized_weight_report,
     wrap_with_peft,
+    write_merged_model,
 )
 from recipe_utils.args import (
     LanguageModelingDataArguments,
@@ -167,14 +168,8 @@ def main(model_args, scratch_args, data_args, gen_args, peft_args, quant_args, c
     remove_pickled_training_args(output_dir)
     results["saved_weights_bytes"] = folder_size_bytes(output_dir)
     if peft_args.merge_adapter:
-        # Reload the base in full precision so the adapter merges into real weights, not 4-bit ones.
-        from peft import PeftModel
-
         base, _ = build_model_and_tokenizer(model_args, scratch_args, None)
-        merged_dir = os.path.join(output_dir, "merged")
-        PeftModel.from_pretrained(base, output_dir).merge_and_unload().save_pretrained(merged_dir)
-        tokenizer.save_pretrained(merged_dir)
-        results["merged_dir"] = merged_dir
+        results["merged_dir"] = write_merged_model(base, output_dir, tokenizer)
     write_json(os.path.join(output_dir, "all_results.json"), results)
     write_json(os.path.join(output_dir, "log_history.json"), trainer.state.log_history)
     write_json(

@@ -45,7 +45,7 @@ def row(name: str, results: dict, learning_rate: str) -> dict:
         "trainable_params": results["trainable_params"],
         "trainable_%": round(100 * results["trainable_share"], 3),
         "saved_MB": round(results["saved_weights_bytes"] / 2**20, 2),
-        "peak_memory_MB": round(results["peak_memory_mb"]),
+        "train_peak_memory_MB": round(results["train_peak_memory_mb"]),
         "train_runtime_s": round(results["train_runtime"], 1),
         "quantized_%_of_fp32": round(100 * results["quantized_share_of_fp32"], 1)
         if "quantized_share_of_fp32" in results

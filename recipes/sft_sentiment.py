@@ -35,6 +35,7 @@ from recipe_utils.adapters import (
     quantization_config,
     quantized_weight_report,
     wrap_with_peft,
+    write_merged_model,
 )
 from recipe_utils.args import (
     DataArguments,
@@ -48,7 +49,7 @@ from recipe_utils.baselines import majority_predictions, map_zero_shot_probabili
 from recipe_utils.cards import eval_results, write_model_card
 from recipe_utils.data import hub_dataset_id, prepare_classification_data, tokenize_reviews
 from recipe_utils.errors import RecipeError, exit_on_recipe_error
-from recipe_utils.hardware import peak_memory_mb, settle_cpu_precision
+from recipe_utils.hardware import peak_memory_mb, reset_peak_memory, settle_cpu_precision
 from recipe_utils.inference import predict_probabilities
 from recipe_utils.metrics import classification_metrics, confusion
 from recipe_utils.models import (
@@ -327,6 +328,7 @@ def main(model_args, data_args, freeze_args, peft_args, quant_args, script_args,
 
     if output_args.overwrite_output_dir and not training_args.resume_from_checkpoint:
         clear_output_dir(output_dir)
+    reset_peak_memory()
     if script_args.trainer == "plain":
         log_history = train_plain(
             model, train_tokenized, tokenizer, training_args, parameter_groups(model, training_args, freeze_args)
@@ -358,14 +360,15 @@ def main(model_args, data_args, freeze_args, peft_args, quant_args, script_args,
     tokenizer.model_max_length = data_args.max_length
     tokenizer.save_pretrained(output_dir)
     results.update({key if key.startswith("train_") else f"train_{key}": value for key, value in train_metrics.items()})
+    results["train_peak_memory_mb"] = peak_memory_mb()
 
     results["saved_weights_bytes"] = folder_size_bytes(output_dir)
     if peft_args.merge_adapter:
-        results["merged_dir"] = merge_adapter(model_args, data.label_names, output_dir, tokenizer)
+        base = load_classifier(model_args, data.label_names)
+        results["merged_dir"] = write_merged_model(base, output_dir, tokenizer)
 
     after, predictions = score(model, eval_tokenized, tokenizer, eval_batch, "eval")
     results.update(after)
-    results["peak_memory_mb"] = peak_memory_mb()
     matrix = confusion(eval_tokenized["labels"], predictions, len(data.label_names))
     results["eval_confusion_matrix"] = matrix
     if search:
@@ -402,21 +405,6 @@ def main(model_args, data_args, freeze_args, peft_args, quant_args, script_args,
     )
     print(f"\nHeld-out results ({results['eval_samples']} reviews):\n{table}\n\nSaved to {output_dir}", flush=True)
     return results
-
-
-def merge_adapter(model_args, label_names, output_dir: str, tokenizer) -> str:
-    """Write base + adapter merged into one plain model, to output_dir/merged.
-
-    The base is reloaded in full precision so a QLoRA adapter merges into real weights, not 4-bit ones.
-    """
-    from peft import PeftModel
-
-    base = load_classifier(model_args, label_names)
-    merged = PeftModel.from_pretrained(base, output_dir).merge_and_unload()
-    merged_dir = os.path.join(output_dir, "merged")
-    merged.save_pretrained(merged_dir)
-    tokenizer.save_pretrained(merged_dir)
-    return merged_dir
 
 
 def write_sentiment_card(

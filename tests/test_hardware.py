@@ -15,3 +15,15 @@ def test_bf16_is_kept_where_the_cpu_has_it(monkeypatch):
     args = SimpleNamespace(bf16=True, use_cpu=True)
     hardware.settle_cpu_precision(args)
     assert args.bf16 is True
+
+
+def test_peak_memory_sees_a_large_allocation_and_a_reset_forgets_it():
+    import numpy as np
+
+    hardware.reset_peak_memory()
+    start = hardware.peak_memory_mb()
+    block = np.ones(50_000_000)  # 400 MB, touched
+    assert hardware.peak_memory_mb() > start + 300
+    del block
+    hardware.reset_peak_memory()
+    assert hardware.peak_memory_mb() < start + 100
