@@ -45,7 +45,12 @@ from recipe_utils.args import (
     global_batch_size,
     parse_args,
 )
-from recipe_utils.baselines import majority_predictions, map_zero_shot_probabilities, tfidf_predictions
+from recipe_utils.baselines import (
+    majority_predictions,
+    map_zero_shot_probabilities,
+    tfidf_predictions,
+    tuned_tfidf_predictions,
+)
 from recipe_utils.cards import eval_results, write_model_card
 from recipe_utils.data import hub_dataset_id, prepare_classification_data, tokenize_reviews
 from recipe_utils.errors import RecipeError, exit_on_recipe_error
@@ -153,6 +158,7 @@ def baseline_results(data, data_args, script_args, model_args, seed: int, batch_
     candidates = {
         "majority": majority_predictions(train_labels, len(eval_labels)),
         "tfidf": tfidf_predictions(data.train["text"], train_labels, data.eval["text"], seed),
+        "tfidf_tuned": tuned_tfidf_predictions(data.train["text"], train_labels, data.eval["text"], seed),
     }
     if script_args.zero_shot_model:
         candidates["zero_shot"] = zero_shot_predictions(data, data_args, script_args, model_args, batch_size)

@@ -67,10 +67,10 @@ def test_output_folder_holds_everything_to_rebuild_the_result(trained_run):
     }
     assert expected <= files, expected - files
     assert not any(name.endswith((".bin", ".pt", ".pkl")) for name in files)  # safetensors only, no pickles
-    for prefix in ("baseline_majority", "baseline_tfidf", "before", "eval"):
+    for prefix in ("baseline_majority", "baseline_tfidf", "baseline_tfidf_tuned", "before", "eval"):
         assert {f"{prefix}_accuracy", f"{prefix}_f1", f"{prefix}_precision", f"{prefix}_recall"} <= set(results)
     assert {"train_runtime", "train_loss", "trainable_params", "global_batch_size"} <= set(results)
-    assert "| fine-tuned |" in stdout and "| tfidf |" in stdout
+    assert "| fine-tuned |" in stdout and "| tfidf |" in stdout and "| tfidf tuned |" in stdout
 
 
 def test_model_card_reports_the_measured_numbers(trained_run):
