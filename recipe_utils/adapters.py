@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from recipe_utils.errors import RecipeError
+from recipe_utils.optim import uses_layerwise_rates
 
 PEFT_METHODS = ("none", "lora", "prompt_tuning", "ia3")
 
@@ -93,7 +94,7 @@ def check_peft_options(peft_args: PeftArguments, quant_args: QuantizationArgumen
     if freeze_args is not None and method != "none":
         if freeze_args.freeze_strategy != "full":
             raise RecipeError("freeze_strategy applies to full fine-tuning; with an adapter leave it at full")
-        if freeze_args.layer_lr_decay != 1.0 or freeze_args.head_lr_scale != 1.0:
+        if uses_layerwise_rates(freeze_args.layer_lr_decay, freeze_args.head_lr_scale):
             raise RecipeError("layer_lr_decay and head_lr_scale apply to full fine-tuning, not to adapters")
 
 
@@ -180,7 +181,7 @@ def wrap_with_peft(model: nn.Module, args: PeftArguments, task_type: str, quanti
     try:
         return get_peft_model(model, config)
     except ValueError as err:
-        # peft names what matched nothing ("Target modules {'qury'} not found in the base model").
+        # Whatever else peft refuses (e.g. modules_to_save on an unsupported module type), in one line.
         raise RecipeError(f"cannot apply {args.peft_method}: {str(err).strip().splitlines()[0]}") from None
 
 

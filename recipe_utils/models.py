@@ -83,12 +83,18 @@ def load_classifier(model_args, label_names: list[str], **kwargs):
     )
 
 
-def classifier_skeleton(model_args, label_names: list[str]) -> nn.Module:
-    """The classifier's architecture on the meta device: names and shapes, no weights, no memory.
+def skeleton(auto_class, config, trust_remote_code: bool = False) -> nn.Module:
+    """A model's architecture on the meta device: names and shapes, no weights, no memory.
 
-    Counts a model's parameters before quantization packs them, and lets a 4-bit run check its
-    layers before loading anything.
+    Counts a model's parameters as they are before quantization packs them (a Linear4bit reports
+    its packed storage), and lets a 4-bit run check its layers before loading anything.
     """
+    with torch.device("meta"):
+        return auto_class.from_config(config, trust_remote_code=trust_remote_code)
+
+
+def classifier_skeleton(model_args, label_names: list[str]) -> nn.Module:
+    """skeleton() of the classifier load_classifier would build, read from its config alone."""
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
     path = resolve_model_path(model_args.model_name_or_path)
@@ -100,8 +106,7 @@ def classifier_skeleton(model_args, label_names: list[str]) -> nn.Module:
         first_line = str(err).strip().splitlines()[0]
         raise RecipeError(f"cannot load model '{model_args.model_name_or_path}': {first_line}") from None
     config.num_labels = len(label_names)
-    with torch.device("meta"):
-        return AutoModelForSequenceClassification.from_config(config, trust_remote_code=model_args.trust_remote_code)
+    return skeleton(AutoModelForSequenceClassification, config, model_args.trust_remote_code)
 
 
 def encoder_layers(model: nn.Module) -> nn.ModuleList:

@@ -15,7 +15,6 @@ Generate from a trained model (no prompt: asks "Enter a prompt for text generati
 import os
 from dataclasses import dataclass, field
 
-import torch
 from transformers import AutoModelForCausalLM, DataCollatorForLanguageModeling, Trainer, TrainingArguments, set_seed
 
 from recipe_utils.adapters import (
@@ -43,7 +42,7 @@ from recipe_utils.errors import RecipeError, exit_on_recipe_error
 from recipe_utils.generation import GenerationArguments, generate, interactive_loop
 from recipe_utils.hardware import settle_cpu_precision
 from recipe_utils.lm import config_from_scratch, load_lm_texts, perplexity, tokenize_for_lm, train_bpe_tokenizer
-from recipe_utils.models import load_pretrained, load_tokenizer, parameter_counts
+from recipe_utils.models import load_pretrained, load_tokenizer, parameter_counts, skeleton
 from recipe_utils.outputs import (
     check_output_dir,
     clear_output_dir,
@@ -127,9 +126,7 @@ def main(model_args, scratch_args, data_args, gen_args, peft_args, quant_args, c
     set_seed(training_args.seed)
     train_texts, eval_texts, stats = load_lm_texts(data_args, training_args.seed)
     model, tokenizer = build_model_and_tokenizer(model_args, scratch_args, train_texts["text"], quant_args)
-    # Counted on an unquantized skeleton: 4-bit layers report their packed storage, not their parameters.
-    with torch.device("meta"):
-        full_count = sum(parameter.numel() for parameter in AutoModelForCausalLM.from_config(model.config).parameters())
+    full_count = sum(parameter.numel() for parameter in skeleton(AutoModelForCausalLM, model.config).parameters())
     if quant_args.load_in_4bit:
         stats.update(quantized_weight_report(model))
     model = wrap_with_peft(model, peft_args, "CAUSAL_LM", quantized=quant_args.load_in_4bit)

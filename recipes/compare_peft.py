@@ -36,7 +36,7 @@ VARIANTS = [
 ]
 
 
-def row(name: str, results: dict, learning_rate: str) -> dict:
+def row(name: str, results: dict, learning_rate: float) -> dict:
     return {
         "variant": name,
         "accuracy": results["eval_accuracy"],
