@@ -22,6 +22,9 @@ def settle_cpu_precision(training_args) -> None:
     if training_args.bf16 and on_cpu and not cpu_has_native_bf16():
         print("note: this CPU has no native bf16; training in fp32 instead of bf16 autocast", flush=True)
         training_args.bf16 = False
+        # TrainingArguments copied bf16 into mixed_precision when it was built, and the Trainer's
+        # Accelerator reads that copy: without this it would still autocast to bf16.
+        training_args.mixed_precision = "no"
 
 
 def reset_peak_memory() -> None:
