@@ -7,7 +7,7 @@ OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 ACCELERATE_CONFIG ?= accelerate_configs/cpu.yaml
 LAUNCH := $(OFFLINE) $(VENV)/bin/accelerate launch --config_file $(ACCELERATE_CONFIG)
 
-.PHONY: setup demo test lint format sft_sentiment sft_sentiment_full sft_sentiment_plain predict clm_pretrain clm_distilgpt2 generate lora qlora peft_compare clean
+.PHONY: setup demo test lint format sft_sentiment sft_sentiment_full sft_sentiment_plain predict clm_pretrain clm_distilgpt2 generate dpo_bonus lora qlora peft_compare clean
 
 setup: $(VENV)/.installed
 
@@ -22,6 +22,7 @@ $(VENV)/.installed: requirements.txt
 demo: setup
 	$(MAKE) sft_sentiment
 	$(MAKE) clm_distilgpt2
+	$(MAKE) dpo_bonus
 	$(MAKE) lora
 	$(MAKE) qlora
 
@@ -53,6 +54,17 @@ clm_pretrain: setup
 
 clm_distilgpt2: clm_pretrain
 	$(LAUNCH) recipes/clm_distilgpt2.py --config recipes/configs/clm_distilgpt2/demo.yaml --overwrite_output_dir $(ARGS)
+
+# DPO steers the review generator towards positive reviews, judged by the sentiment classifier;
+# the policy and the judge are trained first when their folders are missing.
+dpo_bonus: setup outputs/clm_distilgpt2/all_results.json outputs/sft_sentiment/all_results.json
+	$(LAUNCH) recipes/dpo_bonus.py --config recipes/configs/dpo_bonus/demo.yaml --overwrite_output_dir $(ARGS)
+
+outputs/clm_distilgpt2/all_results.json:
+	$(MAKE) clm_distilgpt2
+
+outputs/sft_sentiment/all_results.json:
+	$(MAKE) sft_sentiment
 
 # Parameter-efficient fine-tuning on the sentiment task (--task clm for the causal LM), and QLoRA on a 4-bit base.
 lora: setup

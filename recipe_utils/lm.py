@@ -4,6 +4,7 @@ import math
 
 import datasets
 import numpy as np
+import torch
 
 from recipe_utils.data import clean_text, load_raw_dataset, require_columns
 from recipe_utils.errors import RecipeError
@@ -124,3 +125,16 @@ def config_from_scratch(model_type: str, overrides: str | None, vocab_size: int,
     for key, value in special_ids.items():
         setattr(config, key, value)
     return config
+
+
+@torch.inference_mode()
+def held_out_perplexity(model, blocks: datasets.Dataset, batch_size: int = 32) -> float:
+    """Perplexity over packed, equal-length blocks (the same figure Trainer.evaluate's eval_loss gives)."""
+    model.eval()
+    device = next(model.parameters()).device
+    ids = torch.tensor(blocks["input_ids"])
+    losses = []
+    for start in range(0, len(ids), batch_size):
+        batch = ids[start : start + batch_size].to(device)
+        losses.append(model(input_ids=batch, labels=batch).loss.float().item() * len(batch))
+    return perplexity(sum(losses) / len(ids))

@@ -15,6 +15,7 @@ from tests.conftest import ROOT
 
 sys.path.insert(0, os.path.join(ROOT, "recipes"))
 import clm_distilgpt2  # noqa: E402
+import dpo_bonus  # noqa: E402
 import sft_sentiment  # noqa: E402
 
 PARSERS = {
@@ -22,6 +23,7 @@ PARSERS = {
     "lora": sft_sentiment.make_parser_types,
     "qlora": sft_sentiment.make_parser_types,
     "clm_distilgpt2": clm_distilgpt2.make_parser_types,
+    "dpo_bonus": dpo_bonus.make_parser_types,
 }
 CONFIGS = sorted(glob.glob(os.path.join(ROOT, "recipes", "configs", "*", "*.yaml")))
 

