@@ -3,11 +3,12 @@ PYTHON_BOOT ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 # The recipes read only package-shipped data offline; the Hub client must not try the network.
-OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+# With Hub access, OFFLINE= lets any target pull Hub ids, e.g. make predict MODEL=user/repo OFFLINE=
+OFFLINE ?= HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 ACCELERATE_CONFIG ?= accelerate_configs/cpu.yaml
 LAUNCH := $(OFFLINE) $(VENV)/bin/accelerate launch --config_file $(ACCELERATE_CONFIG)
 
-.PHONY: setup demo test lint format sft_sentiment sft_sentiment_full sft_sentiment_plain predict clm_pretrain clm_distilgpt2 generate dpo_bonus lora qlora peft_compare clean
+.PHONY: setup demo test bench push lint format sft_sentiment sft_sentiment_full sft_sentiment_plain predict clm_pretrain clm_distilgpt2 generate dpo_bonus lora qlora peft_compare clean
 
 setup: $(VENV)/.installed
 
@@ -86,6 +87,15 @@ generate: setup
 MODEL ?= outputs/sft_sentiment
 predict: setup
 	$(OFFLINE) $(PY) recipes/predict.py --model $(MODEL) "$(TEXT)"
+
+# Speed and memory against seed-style baselines and this machine's measured peak: bench/results.md
+bench: setup
+	$(OFFLINE) $(PY) bench/bench.py $(ARGS)
+
+# Publish a finished run without retraining (token from HF_TOKEN or `hf auth login`):
+# make push RUN=outputs/sft_sentiment REPO=you/minilm-imdb-sentiment
+push: setup
+	$(PY) recipes/push.py --output_dir $(RUN) --hub_model_id $(REPO) $(ARGS)
 
 clean:
 	rm -rf outputs

@@ -212,7 +212,16 @@ def parse_args(dataclass_types: list, args: list[str] | None = None, defaults: d
     if flags or unknown:
         key = (flags or unknown)[0].lstrip("-").split("=")[0]
         raise RecipeError(f"unknown argument '{key}'{_closest(key, list(actions))}")
+    for arguments in parsed:
+        _split_report_to(arguments)
     return tuple(parsed)
+
+
+def _split_report_to(arguments) -> None:
+    """`--report_to wandb,tensorboard` on the command line means both (a YAML list works as is)."""
+    report_to = getattr(arguments, "report_to", None)
+    if isinstance(report_to, list):
+        arguments.report_to = [name.strip() for item in report_to for name in str(item).split(",") if name.strip()]
 
 
 @dataclass

@@ -41,6 +41,7 @@ from recipe_utils.data import hub_dataset_id
 from recipe_utils.errors import RecipeError, exit_on_recipe_error
 from recipe_utils.generation import GenerationArguments, generate, interactive_loop
 from recipe_utils.hardware import settle_cpu_precision
+from recipe_utils.hub import publish, take_push_request
 from recipe_utils.lm import config_from_scratch, load_lm_texts, perplexity, tokenize_for_lm, train_bpe_tokenizer
 from recipe_utils.models import load_pretrained, load_tokenizer, parameter_counts, skeleton
 from recipe_utils.outputs import (
@@ -123,6 +124,7 @@ def main(model_args, scratch_args, data_args, gen_args, peft_args, quant_args, c
     if peft_args.merge_adapter and scratch_args.model_type is not None:
         raise RecipeError("merge_adapter needs a pretrained base (model_name_or_path), not one built from scratch")
     settle_cpu_precision(training_args)
+    push = take_push_request(training_args)
     set_seed(training_args.seed)
     train_texts, eval_texts, stats = load_lm_texts(data_args, training_args.seed)
     model, tokenizer = build_model_and_tokenizer(model_args, scratch_args, train_texts["text"], quant_args)
@@ -198,6 +200,8 @@ def main(model_args, scratch_args, data_args, gen_args, peft_args, quant_args, c
     for text in samples_after.values():
         print(f"  {text!r}", flush=True)
     print(f"Saved to {output_dir}", flush=True)
+    if push:
+        publish(output_dir, push)
     return results
 
 

@@ -39,6 +39,7 @@ from recipe_utils.data import hub_dataset_id
 from recipe_utils.errors import RecipeError, exit_on_recipe_error
 from recipe_utils.generation import GenerationArguments
 from recipe_utils.hardware import settle_cpu_precision
+from recipe_utils.hub import publish, take_push_request
 from recipe_utils.lm import held_out_perplexity, load_lm_texts, tokenize_for_lm
 from recipe_utils.models import hub_model_id, load_pretrained, load_tokenizer, parameter_counts, resolve_model_path
 from recipe_utils.outputs import (
@@ -192,6 +193,7 @@ def main(policy_args, data_args, pref_args, gen_args, peft_args, output_args, tr
     if pref_args.preference_dataset:
         given_pairs = load_preference_dataset(pref_args.preference_dataset, pref_args.preference_split)
     settle_cpu_precision(training_args)
+    push = take_push_request(training_args)
     set_seed(training_args.seed)
     model, tokenizer = load_policy(model_args)
     judge = load_judge(pref_args, model_args)
@@ -264,6 +266,8 @@ def main(policy_args, data_args, pref_args, gen_args, peft_args, output_args, tr
     )
     print_summary(results, samples_after)
     print(f"Saved to {output_dir}", flush=True)
+    if push:
+        publish(output_dir, push)
     return results
 
 

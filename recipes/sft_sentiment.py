@@ -55,6 +55,7 @@ from recipe_utils.cards import eval_results, write_model_card
 from recipe_utils.data import hub_dataset_id, prepare_classification_data, tokenize_reviews
 from recipe_utils.errors import RecipeError, exit_on_recipe_error
 from recipe_utils.hardware import peak_memory_mb, reset_peak_memory, settle_cpu_precision
+from recipe_utils.hub import publish, take_push_request
 from recipe_utils.inference import predict_probabilities
 from recipe_utils.metrics import classification_metrics, confusion
 from recipe_utils.models import (
@@ -302,6 +303,7 @@ def main(model_args, data_args, freeze_args, peft_args, quant_args, script_args,
         check_output_dir(output_dir, output_args.overwrite_output_dir)
     check_peft_options(peft_args, quant_args, freeze_args)
     settle_cpu_precision(training_args)
+    push = take_push_request(training_args)
     set_seed(training_args.seed)
     global_batch = global_batch_size(training_args)
 
@@ -410,6 +412,8 @@ def main(model_args, data_args, freeze_args, peft_args, quant_args, script_args,
         data,
     )
     print(f"\nHeld-out results ({results['eval_samples']} reviews):\n{table}\n\nSaved to {output_dir}", flush=True)
+    if push:
+        publish(output_dir, push)
     return results
 
 

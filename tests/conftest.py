@@ -44,3 +44,59 @@ def write_file(tmp_path):
         return str(path)
 
     return write
+
+
+# A token the local Hub accepts; tests check it never reaches a file or a log line.
+HUB_TOKEN = "hf_localtestSECRET0123456789abcdef"
+
+
+@pytest.fixture(scope="session")
+def local_hub():
+    from tests.hub_server import LocalHub
+
+    with LocalHub(HUB_TOKEN) as hub:
+        yield hub
+
+
+def hub_env(hub, home: str, token: str | None = HUB_TOKEN) -> dict:
+    """Environment for a subprocess that talks to the local Hub with a fresh cache and login state."""
+    env = {key: value for key, value in os.environ.items() if key not in ("HF_TOKEN", "HF_HUB_OFFLINE")}
+    env.update(HF_ENDPOINT=hub.endpoint, HF_HOME=home, HF_HUB_DISABLE_XET="1", HF_HUB_OFFLINE="0", PYTHONPATH=ROOT)
+    env.update(HF_HUB_DISABLE_TELEMETRY="1", NO_PROXY="127.0.0.1", no_proxy="127.0.0.1")
+    if token:
+        env["HF_TOKEN"] = token
+    return env
+
+
+def run_with_env(env: dict, script: str, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, os.path.join(ROOT, script), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
+
+
+def push_and_pull(hub, run_dir: str, repo_id: str, kind: str, home: str) -> dict:
+    """Publish a finished run folder with recipes/push.py, pull it back in a fresh process, compare."""
+    import json
+
+    env = hub_env(hub, home)
+    pushed = run_with_env(env, "recipes/push.py", "--output_dir", run_dir, "--hub_model_id", repo_id)
+    assert pushed.returncode == 0, pushed.stderr[-3000:]
+    pulled = run_with_env(env, "tests/pull_check.py", "--repo", repo_id, "--local", run_dir, "--kind", kind)
+    assert pulled.returncode == 0, pulled.stderr[-3000:]
+    for output in (pushed.stdout, pushed.stderr, pulled.stdout, pulled.stderr):
+        assert HUB_TOKEN not in output
+    return json.loads(pulled.stdout.strip().splitlines()[-1])
+
+
+def assert_token_absent(*folders: str) -> None:
+    """No file under these folders holds the test token."""
+    for folder in folders:
+        for root, _, files in os.walk(folder):
+            for name in files:
+                with open(os.path.join(root, name), "rb") as handle:
+                    assert HUB_TOKEN.encode() not in handle.read(), os.path.join(root, name)

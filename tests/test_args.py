@@ -70,3 +70,10 @@ def test_missing_config_file_is_named(tmp_path):
 def test_impossible_value_is_refused():
     with pytest.raises(RecipeError, match=r"head_tokens must be between"):
         parse_args(TYPES, ["--max_length", "32", "--head_tokens", "40"])
+
+
+def test_report_to_takes_a_comma_separated_list_on_the_command_line():
+    from transformers import TrainingArguments
+
+    (training_args,) = parse_args([TrainingArguments], ["--output_dir", "x", "--report_to", "wandb,tensorboard"])
+    assert training_args.report_to == ["wandb", "tensorboard"]

@@ -9,7 +9,7 @@ import pytest
 
 from recipe_utils.generation import GenerationArguments, generate, interactive_loop
 from recipe_utils.lm import group_texts, tokenize_for_lm, train_bpe_tokenizer
-from tests.conftest import run_script
+from tests.conftest import assert_token_absent, push_and_pull, run_script
 
 TINY_MODEL = [
     "--model_type",
@@ -154,3 +154,12 @@ def test_lora_on_the_causal_lm_saves_an_adapter_that_generates(tiny_run, tmp_pat
     )
     assert generated.returncode == 0, generated.stderr[-2000:]
     assert generated.stdout.strip().startswith("The film")
+
+
+def test_push_to_the_local_hub_and_pull_back_gives_the_same_model(tiny_run, local_hub, tmp_path):
+    output_dir, results = tiny_run
+    report = push_and_pull(local_hub, output_dir, "tester/review-gpt2", "causal_lm", str(tmp_path))
+    assert report["differing_files"] == [] and report["max_logit_difference"] == 0.0
+    assert report["card_eval_results"]["perplexity"] == round(results["perplexity"], 2)
+    assert {"model.safetensors", "tokenizer.json", "samples.json", "training_curves.png"} <= set(report["files"])
+    assert_token_absent(output_dir, str(tmp_path))

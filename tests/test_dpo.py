@@ -1,5 +1,6 @@
 """dpo_bonus: preference data checks, the reference-model paths, and tiny runs on real reviews."""
 
+import glob
 import json
 import os
 
@@ -11,7 +12,7 @@ from recipe_utils.errors import RecipeError
 from recipe_utils.generation import GenerationArguments
 from recipe_utils.lm import train_bpe_tokenizer
 from recipe_utils.preferences import judged_pairs, load_preference_dataset, sample_continuations
-from tests.conftest import run_script
+from tests.conftest import HUB_TOKEN, assert_token_absent, hub_env, run_script, run_with_env
 
 
 def _reviews(label: int, count: int, offset: int = 0) -> list[str]:
@@ -27,10 +28,17 @@ def tiny_policy(tmp_path_factory):
     texts = _reviews(0, 300) + _reviews(1, 300)
     tokenizer = train_bpe_tokenizer(texts, 1500)
     tokenizer.pad_token = tokenizer.eos_token
+    eos = tokenizer.eos_token_id
     config = GPT2Config(
-        vocab_size=len(tokenizer), n_layer=2, n_head=2, n_embd=64, n_positions=128, pad_token_id=tokenizer.eos_token_id
+        vocab_size=len(tokenizer),
+        n_layer=2,
+        n_head=2,
+        n_embd=64,
+        n_positions=128,
+        pad_token_id=eos,
+        bos_token_id=eos,
+        eos_token_id=eos,
     )
-    config.bos_token_id = config.eos_token_id = tokenizer.eos_token_id
     folder = str(tmp_path_factory.mktemp("policy"))
     GPT2LMHeadModel(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
@@ -303,3 +311,71 @@ def test_bad_input_ends_with_one_clear_line(tiny_policy, write_file, tmp_path, p
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("error: ") and message in result.stderr
     assert (output_dir / "keep.txt").read_text() == "earlier run"
+
+
+def _dpo_run_with_hub_flags(policy, pairs, output_dir, env):
+    return run_with_env(
+        env,
+        "recipes/dpo_bonus.py",
+        *DPO_TINY,
+        "--model_name_or_path",
+        policy,
+        "--preference_dataset",
+        pairs,
+        "--judge_model",
+        "",
+        "--max_steps",
+        "4",
+        "--push_to_hub",
+        "--hub_model_id",
+        "tester/dpo-tiny",
+        "--report_to",
+        "wandb,tensorboard",
+        "--output_dir",
+        output_dir,
+    )
+
+
+def test_push_flags_publish_the_finished_run_and_trackers_log_it(tiny_policy, review_pairs, local_hub, tmp_path):
+    output_dir = str(tmp_path / "pushed")
+    env = {**hub_env(local_hub, str(tmp_path / "hf")), "WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path)}
+    result = _dpo_run_with_hub_flags(tiny_policy, review_pairs, output_dir, env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert HUB_TOKEN not in result.stdout + result.stderr
+    with open(os.path.join(output_dir, "all_results.json")) as handle:
+        results = json.load(handle)
+
+    pulled = run_with_env(
+        env, "tests/pull_check.py", "--repo", "tester/dpo-tiny", "--local", output_dir, "--kind", "causal_lm"
+    )
+    assert pulled.returncode == 0, pulled.stderr[-3000:]
+    report = json.loads(pulled.stdout.strip().splitlines()[-1])
+    assert report["differing_files"] == [] and report["max_logit_difference"] == 0.0
+    assert report["card_eval_results"]["reward_accuracy"] == round(results["eval_reward_accuracy"], 4)
+    assert report["card_eval_results"]["perplexity"] == round(results["perplexity"], 4)
+    assert_token_absent(output_dir, str(tmp_path))
+
+    # Offline wandb keeps a run folder whose record log (run-*.wandb, protobuf) holds the logged metrics;
+    # tensorboard writes event files.
+    records = glob.glob(os.path.join(str(tmp_path), "wandb", "offline-run-*", "run-*.wandb"))
+    assert records, os.listdir(os.path.join(str(tmp_path), "wandb"))
+    with open(records[0], "rb") as handle:
+        logged = handle.read()
+    assert b"train/loss" in logged and b"eval/rewards/accuracies" in logged
+    assert glob.glob(os.path.join(output_dir, "**", "events.out.tfevents.*"), recursive=True)
+
+
+@pytest.mark.parametrize("token", [None, "hf_wrong_token_value"], ids=["no-token", "refused-token"])
+def test_a_failed_push_ends_in_one_line_after_the_local_save(tiny_policy, review_pairs, local_hub, tmp_path, token):
+    output_dir = str(tmp_path / "run")
+    env = hub_env(local_hub, str(tmp_path / "hf"), token=token)
+    result = _dpo_run_with_hub_flags(tiny_policy, review_pairs, output_dir, {**env, "WANDB_MODE": "disabled"})
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and ("no token" in last if token is None else "HTTP 401" in last)
+    assert "recipes/push.py" in last  # says how to retry without retraining
+    if token:
+        assert token not in result.stdout + result.stderr
+    # Nothing trained is lost: the run folder is complete.
+    assert {"model.safetensors", "all_results.json", "README.md"} <= set(os.listdir(output_dir))

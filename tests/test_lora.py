@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from huggingface_hub import ModelCard
 
-from tests.conftest import run_script
+from tests.conftest import assert_token_absent, push_and_pull, run_script
 from tests.test_sft_sentiment import TINY
 
 LORA_CONFIG = "recipes/configs/lora/demo.yaml"
@@ -106,3 +106,15 @@ def test_unknown_task_is_one_clear_line():
     result = run_script("recipes/lora.py", "--task", "translation", "--config", LORA_CONFIG)
     assert result.returncode == 2 and result.stderr.strip().splitlines()[-1].startswith("error: unknown task")
     assert "Traceback" not in result.stderr
+
+
+def test_adapter_round_trips_through_the_local_hub(lora_run, local_hub, tmp_path):
+    output_dir, results = lora_run
+    report = push_and_pull(local_hub, output_dir, "tester/minilm-imdb-lora", "adapter_classifier", str(tmp_path))
+    assert "adapter_model.safetensors" in report["files"] and "model.safetensors" not in report["files"]
+    assert report["differing_files"] == []
+    assert report["max_logit_difference"] == 0.0  # PeftModel.from_pretrained(base, repo) == the local adapter
+    assert report["card_eval_results"]["accuracy"] == round(results["eval_accuracy"], 4)
+    # The published adapter names its base on the Hub, not a path on the training machine.
+    assert "sentence-transformers/all-MiniLM-L6-v2" in report["adapter_config_base"]
+    assert_token_absent(output_dir, str(tmp_path))

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from tests.conftest import folder_snapshot, run_script
+from tests.conftest import assert_token_absent, folder_snapshot, push_and_pull, run_script
 
 CONFIG = "recipes/configs/sft_sentiment/demo.yaml"
 # Small enough for CI, large enough to show real learning: 640 reviews, 40 steps at 128 tokens.
@@ -234,3 +234,21 @@ def test_hp_search_reports_every_trial_and_trains_with_the_best(tmp_path, five_s
     with open(os.path.join(output_dir, "run_config.json")) as handle:
         assert json.load(handle)["learning_rate"] == best["learning_rate"]  # the final run used the winner
     assert 0.0 <= results["baseline_zero_shot_accuracy"] <= 1.0 and "hp best:" in result.stdout
+
+
+def test_push_to_the_local_hub_and_pull_back_reproduces_the_evaluation(trained_run, local_hub, tmp_path):
+    output_dir, results, _ = trained_run
+    report = push_and_pull(local_hub, output_dir, "tester/minilm-imdb-sft", "classifier", str(tmp_path / "hf"))
+    assert report["differing_files"] == []
+    assert {"model.safetensors", "tokenizer.json", "README.md", "all_results.json", "training_curves.png"} <= set(
+        report["files"]
+    )
+    assert not any(name.endswith((".bin", ".pkl", ".pt")) for name in report["files"])
+    assert report["max_logit_difference"] == 0.0
+    assert report["pulled_accuracy"] == report["local_accuracy"]
+    assert report["pulled_accuracy"] == pytest.approx(results["eval_accuracy"], abs=0.006)
+    # The card's model-index holds the run's own numbers, and its usage snippet names the repo.
+    assert report["card_eval_results"]["accuracy"] == round(results["eval_accuracy"], 4)
+    assert report["card_eval_results"]["f1"] == round(results["eval_f1"], 4)
+    assert 'model="tester/minilm-imdb-sft"' in report["card_text"]
+    assert_token_absent(output_dir, str(tmp_path))

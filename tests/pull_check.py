@@ -1,0 +1,105 @@
+"""Pull a published run back from the Hub HF_ENDPOINT points at, and compare it with the local run folder.
+
+Run as a subprocess (HF_ENDPOINT is read when huggingface_hub is imported). Prints one JSON object:
+which files differ, the largest logit difference between the pulled and the local model, the
+pulled card's eval results and, for classifiers, held-out accuracy of both through pipeline().
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+from types import SimpleNamespace
+
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+TEXTS = ["A wonderful film with great acting and a moving story.", "Dull, slow and badly written; I left early."]
+# Files the push rewrites so they name the repo instead of local paths.
+REWRITTEN = {"README.md", "adapter_config.json"}
+
+
+def digest(path: str) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.sha256(handle.read()).hexdigest()
+
+
+def load(kind: str, name: str, local: str):
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    if kind == "classifier":
+        return AutoModelForSequenceClassification.from_pretrained(name)
+    if kind == "causal_lm":
+        return AutoModelForCausalLM.from_pretrained(name)
+    from peft import PeftModel
+
+    with open(os.path.join(local, "adapter_config.json")) as handle:
+        base_path = json.load(handle)["base_model_name_or_path"]
+    if kind == "adapter_classifier":
+        base = AutoModelForSequenceClassification.from_pretrained(base_path, num_labels=2)
+    else:
+        base = AutoModelForCausalLM.from_pretrained(base_path)
+    return PeftModel.from_pretrained(base, name)
+
+
+def held_out_accuracy(model_name: str, run_config: dict) -> float:
+    from transformers import pipeline
+
+    from recipe_utils.args import DataArguments
+    from recipe_utils.data import prepare_classification_data
+
+    fields = {name: run_config[name] for name in DataArguments.__dataclass_fields__}
+    data = prepare_classification_data(SimpleNamespace(**fields), seed=run_config["seed"])
+    classifier = pipeline("text-classification", model=model_name)
+    predicted = [item["label"] for item in classifier(list(data.eval["text"]), truncation=True, batch_size=32)]
+    truth = [data.label_names[label] for label in data.eval["label"]]
+    return sum(p == t for p, t in zip(predicted, truth, strict=True)) / len(truth)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repo", required=True)
+    parser.add_argument("--local", required=True)
+    parser.add_argument("--kind", required=True)
+    args = parser.parse_args()
+
+    from huggingface_hub import ModelCard, snapshot_download
+    from transformers import AutoTokenizer
+
+    pulled = snapshot_download(args.repo)
+    differing = [
+        name
+        for name in sorted(os.listdir(pulled))
+        if os.path.isfile(os.path.join(pulled, name))
+        and name not in REWRITTEN
+        and digest(os.path.join(pulled, name)) != digest(os.path.join(args.local, name))
+    ]
+    tokenizer = AutoTokenizer.from_pretrained(args.repo)
+    batch = tokenizer(TEXTS, return_tensors="pt", padding=True)
+    with torch.no_grad():
+        remote_logits = load(args.kind, args.repo, args.local).eval()(**batch).logits
+        local_logits = load(args.kind, args.local, args.local).eval()(**batch).logits
+    card = ModelCard.load(os.path.join(pulled, "README.md"))
+    report = {
+        "files": sorted(os.listdir(pulled)),
+        "differing_files": differing,
+        "max_logit_difference": float((remote_logits - local_logits).abs().max()),
+        "card_eval_results": {r.metric_type: r.metric_value for r in card.data.eval_results or []},
+        "card_text": card.text,
+    }
+    if os.path.isfile(os.path.join(pulled, "adapter_config.json")):
+        with open(os.path.join(pulled, "adapter_config.json")) as handle:
+            report["adapter_config_base"] = json.load(handle)["base_model_name_or_path"]
+    if args.kind == "classifier":
+        with open(os.path.join(pulled, "run_config.json")) as handle:
+            run_config = json.load(handle)
+        report["pulled_accuracy"] = held_out_accuracy(args.repo, run_config)
+        report["local_accuracy"] = held_out_accuracy(args.local, run_config)
+    print(json.dumps(report))
+
+
+if __name__ == "__main__":
+    main()
