@@ -8,7 +8,7 @@ OFFLINE ?= HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 ACCELERATE_CONFIG ?= accelerate_configs/cpu.yaml
 LAUNCH := $(OFFLINE) $(VENV)/bin/accelerate launch --config_file $(ACCELERATE_CONFIG)
 
-.PHONY: setup demo test bench push lint format sft_sentiment sft_sentiment_full sft_sentiment_plain predict clm_pretrain clm_distilgpt2 generate dpo_bonus lora qlora peft_compare clean
+.PHONY: setup demo test bench resume_trials push lint format sft_sentiment sft_sentiment_full sft_sentiment_plain predict clm_pretrain clm_distilgpt2 generate dpo_bonus lora qlora peft_compare clean
 
 setup: $(VENV)/.installed
 
@@ -91,6 +91,10 @@ predict: setup
 # Speed and memory against seed-style baselines and this machine's measured peak: bench/results.md
 bench: setup
 	$(OFFLINE) $(PY) bench/bench.py $(ARGS)
+
+# Ten SIGKILL-and-resume trials at random points, each compared with an uninterrupted run.
+resume_trials: setup
+	$(OFFLINE) $(PY) bench/resume_trials.py $(ARGS)
 
 # Publish a finished run without retraining (token from HF_TOKEN or `hf auth login`):
 # make push RUN=outputs/sft_sentiment REPO=you/minilm-imdb-sentiment

@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import os
+import re
 import shutil
 
 from recipe_utils.errors import RecipeError
@@ -39,9 +40,45 @@ def resolved_config(*argument_objects) -> dict:
 
 
 def write_json(path: str, payload) -> None:
-    with open(path, "w", encoding="utf-8") as handle:
+    """Write through a temporary file and rename: a crash leaves the old file or the new one, never half."""
+    temporary = f"{path}.tmp-{os.getpid()}"
+    with open(temporary, "w", encoding="utf-8") as handle:
         json.dump(payload, handle, indent=2, sort_keys=True, default=str)
         handle.write("\n")
+    os.replace(temporary, path)
+
+
+def finish_run(output_dir: str, results: dict) -> None:
+    """Write all_results.json, the marker of a complete run folder: last, after weights, card and plots,
+    so a run interrupted while saving never looks finished (recipes/push.py refuses such a folder)."""
+    write_json(os.path.join(output_dir, "all_results.json"), results)
+
+
+def resolve_resume(training_args) -> None:
+    """`--resume_from_checkpoint latest` becomes the newest complete checkpoint in output_dir.
+
+    The Trainer writes trainer_state.json last in a checkpoint, so a checkpoint without it was cut off
+    while saving; it is skipped, never resumed from.
+    """
+    value = training_args.resume_from_checkpoint
+    if not value:
+        return
+    if value in ("latest", "last", "True", "true"):
+        folder = training_args.output_dir
+        candidates = [
+            os.path.join(folder, name)
+            for name in (os.listdir(folder) if os.path.isdir(folder) else [])
+            if re.fullmatch(r"checkpoint-\d+", name)
+        ]
+        complete = [path for path in candidates if os.path.isfile(os.path.join(path, "trainer_state.json"))]
+        if not complete:
+            raise RecipeError(f"no complete checkpoint in {folder} to resume from")
+        training_args.resume_from_checkpoint = max(complete, key=lambda path: int(path.rsplit("-", 1)[1]))
+        print(f"resuming from {training_args.resume_from_checkpoint}", flush=True)
+    elif not os.path.isdir(value):
+        raise RecipeError(f"checkpoint folder not found: {value}")
+    elif not os.path.isfile(os.path.join(value, "trainer_state.json")):
+        raise RecipeError(f"{value} is an incomplete checkpoint (no trainer_state.json): it was cut off while saving")
 
 
 def remove_pickled_training_args(output_dir: str) -> None:

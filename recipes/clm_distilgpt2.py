@@ -47,7 +47,9 @@ from recipe_utils.models import load_pretrained, load_tokenizer, parameter_count
 from recipe_utils.outputs import (
     check_output_dir,
     clear_output_dir,
+    finish_run,
     remove_pickled_training_args,
+    resolve_resume,
     resolved_config,
     write_json,
 )
@@ -118,6 +120,7 @@ def main(model_args, scratch_args, data_args, gen_args, peft_args, quant_args, c
         return None
 
     output_dir = training_args.output_dir
+    resolve_resume(training_args)
     if not training_args.resume_from_checkpoint:
         check_output_dir(output_dir, output_args.overwrite_output_dir)
     check_peft_options(peft_args, quant_args)
@@ -172,7 +175,6 @@ def main(model_args, scratch_args, data_args, gen_args, peft_args, quant_args, c
     if peft_args.merge_adapter:
         base, _ = build_model_and_tokenizer(model_args, scratch_args, None)
         results["merged_dir"] = write_merged_model(base, output_dir, tokenizer)
-    write_json(os.path.join(output_dir, "all_results.json"), results)
     write_json(os.path.join(output_dir, "log_history.json"), trainer.state.log_history)
     write_json(
         os.path.join(output_dir, "run_config.json"),
@@ -199,6 +201,7 @@ def main(model_args, scratch_args, data_args, gen_args, peft_args, quant_args, c
     )
     for text in samples_after.values():
         print(f"  {text!r}", flush=True)
+    finish_run(output_dir, results)
     print(f"Saved to {output_dir}", flush=True)
     if push:
         publish(output_dir, push)

@@ -45,7 +45,9 @@ from recipe_utils.models import hub_model_id, load_pretrained, load_tokenizer, p
 from recipe_utils.outputs import (
     check_output_dir,
     clear_output_dir,
+    finish_run,
     remove_pickled_training_args,
+    resolve_resume,
     resolved_config,
     write_json,
 )
@@ -183,6 +185,7 @@ def preference_pairs(pref_args, given_pairs, model, tokenizer, judge, gen_args, 
 def main(policy_args, data_args, pref_args, gen_args, peft_args, output_args, training_args):
     model_args = ModelArguments(**vars(policy_args), trust_remote_code=training_args.trust_remote_code)
     output_dir = training_args.output_dir
+    resolve_resume(training_args)
     if not training_args.resume_from_checkpoint:
         check_output_dir(output_dir, output_args.overwrite_output_dir)
     check_dpo_options(peft_args)
@@ -249,7 +252,6 @@ def main(policy_args, data_args, pref_args, gen_args, peft_args, output_args, tr
     trainer.save_model(output_dir)
     remove_pickled_training_args(output_dir)
     results["saved_weights_bytes"] = folder_size_bytes(output_dir)
-    write_json(os.path.join(output_dir, "all_results.json"), results)
     write_json(os.path.join(output_dir, "log_history.json"), trainer.state.log_history)
     write_json(
         os.path.join(output_dir, "run_config.json"),
@@ -264,6 +266,7 @@ def main(policy_args, data_args, pref_args, gen_args, peft_args, output_args, tr
     write_dpo_card(
         output_dir, results, samples_before, samples_after, model_args, data_args, pref_args, peft_args, training_args
     )
+    finish_run(output_dir, results)
     print_summary(results, samples_after)
     print(f"Saved to {output_dir}", flush=True)
     if push:

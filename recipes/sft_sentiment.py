@@ -70,7 +70,9 @@ from recipe_utils.optim import layerwise_parameter_groups, uses_layerwise_rates
 from recipe_utils.outputs import (
     check_output_dir,
     clear_output_dir,
+    finish_run,
     remove_pickled_training_args,
+    resolve_resume,
     resolved_config,
     write_json,
 )
@@ -299,6 +301,7 @@ def hp_search(model_init, training_args, script_args, train_tokenized, tokenizer
 
 def main(model_args, data_args, freeze_args, peft_args, quant_args, script_args, output_args, training_args):
     output_dir = training_args.output_dir
+    resolve_resume(training_args)
     if not training_args.resume_from_checkpoint:
         check_output_dir(output_dir, output_args.overwrite_output_dir)
     check_peft_options(peft_args, quant_args, freeze_args)
@@ -382,7 +385,6 @@ def main(model_args, data_args, freeze_args, peft_args, quant_args, script_args,
     if search:
         results["hp_search_best"], results["hp_search_trials"] = search["best"], search["trials"]
 
-    write_json(os.path.join(output_dir, "all_results.json"), results)
     write_json(os.path.join(output_dir, "log_history.json"), log_history)
     write_json(
         os.path.join(output_dir, "run_config.json"),
@@ -411,6 +413,7 @@ def main(model_args, data_args, freeze_args, peft_args, quant_args, script_args,
         training_args,
         data,
     )
+    finish_run(output_dir, results)
     print(f"\nHeld-out results ({results['eval_samples']} reviews):\n{table}\n\nSaved to {output_dir}", flush=True)
     if push:
         publish(output_dir, push)
