@@ -214,7 +214,21 @@ def parse_args(dataclass_types: list, args: list[str] | None = None, defaults: d
         raise RecipeError(f"unknown argument '{key}'{_closest(key, list(actions))}")
     for arguments in parsed:
         _split_report_to(arguments)
+        _check_training_values(arguments)
     return tuple(parsed)
+
+
+def _check_training_values(arguments) -> None:
+    """Values TrainingArguments accepts but no run can use."""
+    if not hasattr(arguments, "learning_rate"):
+        return
+    if arguments.learning_rate <= 0:
+        raise RecipeError(f"learning_rate must be positive, got {arguments.learning_rate}")
+    for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
+        if getattr(arguments, name) < 1:
+            raise RecipeError(f"{name} must be at least 1, got {getattr(arguments, name)}")
+    if arguments.max_steps <= 0 and arguments.num_train_epochs <= 0:
+        raise RecipeError(f"num_train_epochs must be positive, got {arguments.num_train_epochs}")
 
 
 def _split_report_to(arguments) -> None:

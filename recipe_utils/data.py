@@ -71,6 +71,8 @@ def _load_local(path: str, split: str) -> datasets.Dataset:
     if len(extensions) > 1 or next(iter(extensions)) not in LOCAL_BUILDERS:
         raise RecipeError(f"cannot read {path}: expected files ending in one of {', '.join(LOCAL_BUILDERS)}")
     extension = extensions.pop()
+    if all(os.path.getsize(name) == 0 for name in files):  # datasets fails on these with a bare StopIteration
+        raise RecipeError(f"dataset {path} has no rows")
     options = {"delimiter": "\t"} if extension == ".tsv" else {}
     try:
         return datasets.load_dataset(LOCAL_BUILDERS[extension], data_files={split: files}, split=split, **options)
@@ -78,6 +80,10 @@ def _load_local(path: str, split: str) -> datasets.Dataset:
         raise RecipeError(f"cannot read {path}: it is not UTF-8 text") from None
     except (datasets.exceptions.DatasetGenerationError, ValueError, OSError) as err:
         cause = err.__cause__ or err
+        if isinstance(cause, UnicodeDecodeError):
+            raise RecipeError(f"cannot read {path}: it is not UTF-8 text (byte {cause.start})") from None
+        if "corresponds to no data" in str(cause):  # how datasets reports a file with no rows
+            raise RecipeError(f"dataset {path} has no rows") from None
         raise RecipeError(f"cannot read {path}: {str(cause).strip().splitlines()[0]}") from None
 
 
