@@ -29,18 +29,21 @@ def generate(model, tokenizer, prompt: str, args: GenerationArguments) -> str:
     torch.manual_seed(args.generation_seed)
     model.eval()
     inputs = tokenizer(prompt, return_tensors="pt").to(model.device)
-    sampling = args.temperature > 0
-    output = model.generate(
-        **inputs,
-        max_new_tokens=args.max_new_tokens,
-        do_sample=sampling,
-        temperature=args.temperature if sampling else None,
-        top_k=args.top_k if sampling else None,
-        top_p=args.top_p if sampling else None,
-        repetition_penalty=args.repetition_penalty,
-        pad_token_id=tokenizer.pad_token_id,
-    )
+    output = model.generate(**inputs, **sampling_options(args), pad_token_id=tokenizer.pad_token_id)
     return tokenizer.decode(output[0], skip_special_tokens=True)
+
+
+def sampling_options(args: GenerationArguments) -> dict:
+    """generate() keyword arguments for these settings (temperature 0: greedy, no sampling knobs)."""
+    sampling = args.temperature > 0
+    return {
+        "max_new_tokens": args.max_new_tokens,
+        "do_sample": sampling,
+        "temperature": args.temperature if sampling else None,
+        "top_k": args.top_k if sampling else None,
+        "top_p": args.top_p if sampling else None,
+        "repetition_penalty": args.repetition_penalty,
+    }
 
 
 def interactive_loop(model, tokenizer, args: GenerationArguments, stream=None) -> int:

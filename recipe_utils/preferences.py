@@ -15,6 +15,7 @@ import torch
 
 from recipe_utils.data import load_raw_dataset, require_columns
 from recipe_utils.errors import RecipeError
+from recipe_utils.generation import sampling_options
 from recipe_utils.inference import predict_probabilities
 
 
@@ -93,21 +94,12 @@ def sample_continuations(model, tokenizer, prompts: list[str], n: int, gen_args,
     model.eval()
     torch.manual_seed(gen_args.generation_seed)
     padding_side, tokenizer.padding_side = tokenizer.padding_side, "left"  # decoder-only models continue on the right
-    sampling = gen_args.temperature > 0
     continuations = []
     try:
         for start in range(0, len(prompts), batch_size):
             batch = tokenizer(prompts[start : start + batch_size], return_tensors="pt", padding=True).to(model.device)
             output = model.generate(
-                **batch,
-                max_new_tokens=gen_args.max_new_tokens,
-                do_sample=sampling,
-                temperature=gen_args.temperature if sampling else None,
-                top_k=gen_args.top_k if sampling else None,
-                top_p=gen_args.top_p if sampling else None,
-                repetition_penalty=gen_args.repetition_penalty,
-                num_return_sequences=n,
-                pad_token_id=tokenizer.pad_token_id,
+                **batch, **sampling_options(gen_args), num_return_sequences=n, pad_token_id=tokenizer.pad_token_id
             )
             texts = tokenizer.batch_decode(output[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
             continuations.extend(texts[i : i + n] for i in range(0, len(texts), n))

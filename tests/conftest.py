@@ -12,7 +12,9 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
-def run_script(script: str, *args: str, stdin: str | None = None, timeout: int = 900) -> subprocess.CompletedProcess:
+def run_script(
+    script: str, *args: str, stdin: str | None = None, timeout: int = 900, env: dict | None = None
+) -> subprocess.CompletedProcess:
     """Run a recipe the way a user does, as a separate process from the repository root."""
     return subprocess.run(
         [sys.executable, os.path.join(ROOT, script), *args],
@@ -21,7 +23,7 @@ def run_script(script: str, *args: str, stdin: str | None = None, timeout: int =
         text=True,
         input=stdin,
         timeout=timeout,
-        env={**os.environ, "PYTHONPATH": ROOT},
+        env=env or {**os.environ, "PYTHONPATH": ROOT},
     )
 
 
@@ -68,25 +70,14 @@ def hub_env(hub, home: str, token: str | None = HUB_TOKEN) -> dict:
     return env
 
 
-def run_with_env(env: dict, script: str, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, os.path.join(ROOT, script), *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-    )
-
-
 def push_and_pull(hub, run_dir: str, repo_id: str, kind: str, home: str) -> dict:
     """Publish a finished run folder with recipes/push.py, pull it back in a fresh process, compare."""
     import json
 
     env = hub_env(hub, home)
-    pushed = run_with_env(env, "recipes/push.py", "--output_dir", run_dir, "--hub_model_id", repo_id)
+    pushed = run_script("recipes/push.py", "--output_dir", run_dir, "--hub_model_id", repo_id, env=env)
     assert pushed.returncode == 0, pushed.stderr[-3000:]
-    pulled = run_with_env(env, "tests/pull_check.py", "--repo", repo_id, "--local", run_dir, "--kind", kind)
+    pulled = run_script("tests/pull_check.py", "--repo", repo_id, "--local", run_dir, "--kind", kind, env=env)
     assert pulled.returncode == 0, pulled.stderr[-3000:]
     for output in (pushed.stdout, pushed.stderr, pulled.stdout, pulled.stderr):
         assert HUB_TOKEN not in output

@@ -12,7 +12,7 @@ from recipe_utils.errors import RecipeError
 from recipe_utils.generation import GenerationArguments
 from recipe_utils.lm import train_bpe_tokenizer
 from recipe_utils.preferences import judged_pairs, load_preference_dataset, sample_continuations
-from tests.conftest import HUB_TOKEN, assert_token_absent, hub_env, run_script, run_with_env
+from tests.conftest import HUB_TOKEN, assert_token_absent, hub_env, run_script
 
 
 def _reviews(label: int, count: int, offset: int = 0) -> list[str]:
@@ -279,8 +279,7 @@ def test_judged_run_builds_pairs_from_its_own_samples(tiny_policy, tiny_judge, t
 
 
 def _dpo_run_with_hub_flags(policy, pairs, output_dir, env):
-    return run_with_env(
-        env,
+    return run_script(
         "recipes/dpo_bonus.py",
         *DPO_TINY,
         "--model_name_or_path",
@@ -298,6 +297,7 @@ def _dpo_run_with_hub_flags(policy, pairs, output_dir, env):
         "wandb,tensorboard",
         "--output_dir",
         output_dir,
+        env=env,
     )
 
 
@@ -310,8 +310,8 @@ def test_push_flags_publish_the_finished_run_and_trackers_log_it(tiny_policy, re
     with open(os.path.join(output_dir, "all_results.json")) as handle:
         results = json.load(handle)
 
-    pulled = run_with_env(
-        env, "tests/pull_check.py", "--repo", "tester/dpo-tiny", "--local", output_dir, "--kind", "causal_lm"
+    pulled = run_script(
+        "tests/pull_check.py", "--repo", "tester/dpo-tiny", "--local", output_dir, "--kind", "causal_lm", env=env
     )
     assert pulled.returncode == 0, pulled.stderr[-3000:]
     report = json.loads(pulled.stdout.strip().splitlines()[-1])
