@@ -28,7 +28,7 @@ demo: setup
 	$(MAKE) qlora
 
 test: setup
-	$(OFFLINE) $(PY) -m pytest -q tests
+	$(OFFLINE) $(PY) -m pytest -q --durations=15 tests
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -128,13 +128,17 @@ def config_from_scratch(model_type: str, overrides: str | None, vocab_size: int,
 
 
 @torch.inference_mode()
-def held_out_perplexity(model, blocks: datasets.Dataset, batch_size: int = 32) -> float:
-    """Perplexity over packed, equal-length blocks (the same figure Trainer.evaluate's eval_loss gives)."""
+def held_out_perplexity(model, blocks: datasets.Dataset, ignore_id: int | None, batch_size: int = 32) -> float:
+    """Perplexity over packed, equal-length blocks, scored as the causal-LM recipe's Trainer.evaluate scores
+    them: DataCollatorForLanguageModeling leaves the pad token (GPT-2's eos, here the separator between
+    texts) out of the loss, so `ignore_id` is left out too."""
     model.eval()
     device = next(model.parameters()).device
     ids = torch.tensor(blocks["input_ids"])
     losses = []
     for start in range(0, len(ids), batch_size):
         batch = ids[start : start + batch_size].to(device)
-        losses.append(model(input_ids=batch, labels=batch).loss.float().item() * len(batch))
+        labels = batch.masked_fill(batch == ignore_id, -100) if ignore_id is not None else batch
+        mask = torch.ones_like(batch)  # packed blocks hold no padding
+        losses.append(model(input_ids=batch, attention_mask=mask, labels=labels).loss.float().item() * len(batch))
     return perplexity(sum(losses) / len(ids))

@@ -211,7 +211,8 @@ def main(policy_args, data_args, pref_args, gen_args, peft_args, output_args, tr
     blocks = tokenize_for_lm(perplexity_texts, tokenizer, data_args.block_size, True, tokenizer.eos_token_id)
 
     results = {"perplexity_blocks": len(blocks), "eval_prompts": len(eval_prompts)}
-    results["before_perplexity"] = held_out_perplexity(model, blocks, training_args.per_device_eval_batch_size)
+    eval_batch = training_args.per_device_eval_batch_size
+    results["before_perplexity"] = held_out_perplexity(model, blocks, tokenizer.pad_token_id, eval_batch)
     samples_before = []
     if judge is not None:
         results["before_positive_share"], samples_before = judged_generation_report(
@@ -240,7 +241,7 @@ def main(policy_args, data_args, pref_args, gen_args, peft_args, output_args, tr
     )
 
     policy = trainer.model
-    results["perplexity"] = held_out_perplexity(policy, blocks, training_args.per_device_eval_batch_size)
+    results["perplexity"] = held_out_perplexity(policy, blocks, tokenizer.pad_token_id, eval_batch)
     results["perplexity_change"] = results["perplexity"] / results["before_perplexity"] - 1
     samples_after = []
     if judge is not None:
