@@ -39,10 +39,22 @@ def load(kind: str, name: str, local: str):
     with open(os.path.join(local, "adapter_config.json")) as handle:
         base_path = json.load(handle)["base_model_name_or_path"]
     if kind == "adapter_classifier":
-        base = AutoModelForSequenceClassification.from_pretrained(base_path, num_labels=2)
+        base = AutoModelForSequenceClassification.from_pretrained(
+            base_path, num_labels=2, quantization_config=run_quantization(local)
+        )
     else:
         base = AutoModelForCausalLM.from_pretrained(base_path)
     return PeftModel.from_pretrained(base, name)
+
+
+def run_quantization(local: str):
+    """The 4-bit config a QLoRA run loaded its base with (None for other runs), from its run_config.json."""
+    from recipe_utils.adapters import QuantizationArguments, quantization_config
+
+    with open(os.path.join(local, "run_config.json")) as handle:
+        config = json.load(handle)
+    fields = {name: config[name] for name in QuantizationArguments.__dataclass_fields__ if name in config}
+    return quantization_config(QuantizationArguments(**fields))
 
 
 def held_out_accuracy(model_name: str, run_config: dict) -> float:

@@ -21,6 +21,8 @@ def lora_run(tmp_path_factory):
         "--config",
         LORA_CONFIG,
         *TINY,
+        "--max_train_samples",
+        "400",
         "--learning_rate",
         "2e-3",
         "--merge_adapter",
@@ -77,7 +79,7 @@ def test_adapter_card_names_the_base_and_shows_how_to_load_it(lora_run):
     assert "{{" not in card.content and "LoRA r=16" in card.text
 
 
-def test_qlora_run_trains_on_a_4_bit_base(tmp_path):
+def test_qlora_run_trains_on_a_4_bit_base_and_round_trips_through_the_local_hub(tmp_path, local_hub):
     output_dir = str(tmp_path / "run")
     result = run_script(
         "recipes/qlora.py",
@@ -100,6 +102,11 @@ def test_qlora_run_trains_on_a_4_bit_base(tmp_path):
     ]
     assert losses[-1] < losses[0], losses
     assert "qlora" in ModelCard.load(os.path.join(output_dir, "README.md")).data.tags
+
+    # Pulled back, the adapter on the same 4-bit base gives the local run's logits exactly.
+    report = push_and_pull(local_hub, output_dir, "tester/minilm-imdb-qlora", "adapter_classifier", str(tmp_path))
+    assert report["differing_files"] == [] and report["max_logit_difference"] == 0.0
+    assert report["card_eval_results"]["accuracy"] == round(results["eval_accuracy"], 4)
 
 
 def test_unknown_task_is_one_clear_line():

@@ -137,7 +137,14 @@ def test_existing_output_is_never_overwritten_without_the_flag(trained_run):
 def test_plain_pytorch_loop_learns_and_writes_the_same_metrics(tmp_path):
     output_dir = str(tmp_path / "plain")
     result = run_script(
-        "recipes/sft_sentiment.py", "--config", CONFIG, *TINY, "--trainer", "plain", "--output_dir", output_dir
+        "recipes/sft_sentiment.py",
+        "--config",
+        CONFIG,
+        *TINY,
+        "--trainer",
+        "plain",
+        "--output_dir",
+        output_dir,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     with open(os.path.join(output_dir, "all_results.json")) as handle:
