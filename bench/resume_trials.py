@@ -7,6 +7,7 @@ compare the final weights and perplexity with an uninterrupted run of the same s
 import argparse
 import os
 import random
+import shutil
 import sys
 import tempfile
 
@@ -32,8 +33,13 @@ def main(argv=None) -> int:
         passed = 0
         for trial in range(args.trials):
             output_dir = os.path.join(work, f"trial-{trial}")
-            step, delay = rng.choice((3, 6, 9)), rng.uniform(0.0, 1.5)
-            reached = kill_after_checkpoint(output_dir, step, delay)
+            while True:
+                step, delay = rng.choice((3, 6, 9)), rng.uniform(0.0, 1.5)
+                try:
+                    reached = kill_after_checkpoint(output_dir, step, delay)
+                    break
+                except AssertionError:  # the run finished inside the delay: no kill happened, draw again
+                    shutil.rmtree(output_dir)
             resumed = run_script(
                 "recipes/clm_distilgpt2.py",
                 *CHECKPOINTED,
