@@ -228,7 +228,7 @@ def clm_packing(work: str, reviews: int, steps: int, batch: int, block: int) -> 
     tokenizer = train_bpe_tokenizer(texts["text"], 8000)
     tokenizer.pad_token = tokenizer.eos_token
     special = {"bos_token_id": tokenizer.eos_token_id, "eos_token_id": tokenizer.eos_token_id}
-    config = config_from_scratch("gpt2", "n_layer=4,n_head=4,n_embd=256,n_positions=256", len(tokenizer), special)
+    config = config_from_scratch("gpt2", "n_layer=4,n_head=4,n_embd=256,n_positions=512", len(tokenizer), special)
     rows = []
     for packing in (True, False):
         dataset = tokenize_for_lm(texts, tokenizer, block, packing, tokenizer.eos_token_id)
