@@ -58,10 +58,8 @@ def publish(output_dir: str, request: PushRequest) -> str:
     if os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0"):
         raise RecipeError(f"cannot push to the Hub: HF_HUB_OFFLINE is set; {retry}")
     ignore = list(IGNORED)
-    if request.strategy not in ("checkpoint", "all_checkpoints"):
-        ignore.append("checkpoint-*")
-    elif request.strategy == "checkpoint":
-        # hub_strategy=checkpoint publishes only the latest checkpoint, as last-checkpoint/.
+    if request.strategy != "all_checkpoints":
+        # Only all_checkpoints publishes checkpoint-* folders; checkpoint adds the latest as last-checkpoint/.
         ignore.append("checkpoint-*")
     api = HfApi(token=token)
     try:
