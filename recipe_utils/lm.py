@@ -142,3 +142,12 @@ def held_out_perplexity(model, blocks: datasets.Dataset, ignore_id: int | None, 
         mask = torch.ones_like(batch)  # packed blocks hold no padding
         losses.append(model(input_ids=batch, attention_mask=mask, labels=labels).loss.float().item() * len(batch))
     return perplexity(sum(losses) / len(ids))
+
+
+def pad_with_eos(model, tokenizer) -> None:
+    """GPT-2 has no pad token; padding with eos is the usual choice (seed 002). Model and generation
+    config must agree with the tokenizer, or generate() warns and guesses."""
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model.config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id

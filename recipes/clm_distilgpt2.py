@@ -47,6 +47,7 @@ from recipe_utils.lm import (
     config_from_scratch,
     held_out_perplexity,
     load_lm_texts,
+    pad_with_eos,
     tokenize_for_lm,
     train_bpe_tokenizer,
 )
@@ -109,11 +110,7 @@ def build_model_and_tokenizer(model_args, scratch_args, train_texts, quant_args=
         special = {"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id}
         config = config_from_scratch(scratch_args.model_type, scratch_args.config_overrides, len(tokenizer), special)
         model = AutoModelForCausalLM.from_config(config)
-    # GPT-2 has no pad token; padding with eos is the usual choice (seed 002).
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    model.config.pad_token_id = tokenizer.pad_token_id
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    pad_with_eos(model, tokenizer)
     return model, tokenizer
 
 

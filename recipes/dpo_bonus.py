@@ -40,7 +40,7 @@ from recipe_utils.errors import RecipeError, exit_on_recipe_error
 from recipe_utils.generation import GenerationArguments
 from recipe_utils.hardware import settle_cpu_precision
 from recipe_utils.hub import publish, take_push_request
-from recipe_utils.lm import held_out_perplexity, load_lm_texts, tokenize_for_lm
+from recipe_utils.lm import held_out_perplexity, load_lm_texts, pad_with_eos, tokenize_for_lm
 from recipe_utils.models import hub_model_id, load_pretrained, load_tokenizer, parameter_counts, resolve_model_path
 from recipe_utils.outputs import (
     check_output_dir,
@@ -99,10 +99,7 @@ def load_policy(model_args):
     else:
         model = load_pretrained(AutoModelForCausalLM, model_args)
     tokenizer = load_tokenizer(model_args)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    model.config.pad_token_id = tokenizer.pad_token_id
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    pad_with_eos(model, tokenizer)
     return model, tokenizer
 
 
