@@ -8,7 +8,7 @@ OFFLINE ?= HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 ACCELERATE_CONFIG ?= accelerate_configs/cpu.yaml
 LAUNCH := $(OFFLINE) $(VENV)/bin/accelerate launch --config_file $(ACCELERATE_CONFIG)
 
-.PHONY: setup demo test bench resume_trials push lint format sft_sentiment sft_sentiment_full sft_sentiment_plain predict clm_pretrain clm_distilgpt2 generate dpo_bonus lora qlora peft_compare clean
+.PHONY: setup demo test bench resume_trials push lint format pretrain_mlm transfer_study sft_sentiment sft_sentiment_full sft_sentiment_plain predict clm_pretrain clm_distilgpt2 generate dpo_bonus lora qlora peft_compare clean
 
 setup: $(VENV)/.installed
 
@@ -26,9 +26,14 @@ demo: setup
 	$(MAKE) dpo_bonus
 	$(MAKE) lora
 	$(MAKE) qlora
+	$(MAKE) pretrain_mlm
+	$(MAKE) transfer_study
 
+# Two workers of one thread each: on a 2-core machine they overlap one test's data preparation and process
+# start-up with another's compute, which two threads in one process cannot. Each test file stays on one
+# worker (--dist loadfile), so its module fixtures (a tiny training run each) run once.
 test: setup
-	$(OFFLINE) $(PY) -m pytest -q --durations=15 tests
+	$(OFFLINE) OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --dist loadfile --durations=15 tests
 
 lint: setup
 	$(VENV)/bin/ruff check .
@@ -66,6 +71,18 @@ outputs/clm_distilgpt2/all_results.json:
 
 outputs/sft_sentiment/all_results.json:
 	$(MAKE) sft_sentiment
+
+# Seed 000: pretrain a small BERT on real Wikipedia text with masked-LM, then the transfer study: fine-tune it
+# and the embedded MiniLM on reviews with every unfreezing strategy and from random weights, side by side in
+# outputs/transfer_study/comparison.md (ARGS reach every fine-tuning run, e.g. ARGS="--max_train_samples 4000").
+pretrain_mlm: setup
+	$(LAUNCH) recipes/pretrain_mlm.py --config recipes/configs/pretrain_mlm/demo.yaml --overwrite_output_dir $(ARGS)
+
+transfer_study: setup outputs/pretrain_mlm/all_results.json
+	$(OFFLINE) $(PY) recipes/transfer_study.py $(ARGS)
+
+outputs/pretrain_mlm/all_results.json:
+	$(MAKE) pretrain_mlm
 
 # Parameter-efficient fine-tuning on the sentiment task (--task clm for the causal LM), and QLoRA on a 4-bit base.
 lora: setup

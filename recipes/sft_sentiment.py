@@ -446,7 +446,8 @@ def write_sentiment_card(
         license="apache-2.0",
         library_name="transformers" if not adapter else "peft",
         pipeline_tag="text-classification",
-        base_model=hub_base if not os.path.isdir(base) else None,
+        # A randomly initialised run shares only the architecture of its base model, not its weights.
+        base_model=hub_base if not (os.path.isdir(base) or model_args.random_init) else None,
         datasets=[hub_data],
         tags=["sentiment-analysis", "movie-reviews", "recipes-sft_sentiment"]
         + ([peft_args.peft_method.replace("_", "-")] if adapter else [])
@@ -463,6 +464,7 @@ def write_sentiment_card(
         "lr schedule": f"{schedule}, warmup {training_args.warmup_steps}",
         "max_length": data_args.max_length,
         "truncation": data_args.truncation,
+        "initial weights": "random (the architecture only: no pretraining)" if model_args.random_init else "pretrained",
         "freeze strategy": freeze_args.freeze_strategy
         + (f" (k={freeze_args.unfreeze_top_k})" if freeze_args.freeze_strategy == "top_k" else ""),
         "layer-wise learning rate": f"x{freeze_args.layer_lr_decay} per layer down, head x{freeze_args.head_lr_scale}",
@@ -496,6 +498,7 @@ def write_sentiment_card(
         max_length=data_args.max_length,
         truncation_description=truncation,
         hyperparameters=hyperparameters,
+        random_init=model_args.random_init,
         hardware="GPU" if torch.cuda.is_available() else "CPU",
         usage_id=training_args.hub_model_id or output_dir,
         **{

