@@ -138,6 +138,8 @@ def test_lora_on_the_causal_lm_saves_an_adapter_that_generates(tiny_run, tmp_pat
         "64",
         "--learning_rate",
         "5e-3",
+        "--num_train_epochs",
+        "3",
         "--max_new_tokens",
         "8",
         "--output_dir",
