@@ -69,21 +69,28 @@ def tokenize_for_lm(dataset: datasets.Dataset, tokenizer, block_size: int, packi
                 }
             return encoded
 
-        tokenized = dataset.map(encode, batched=True, remove_columns=dataset.column_names, desc="Tokenizing")
-        packed = tokenized.map(
-            group_texts,
-            batched=True,
-            batch_size=1000,
-            fn_kwargs={"block_size": block_size},
-            desc=f"Packing into blocks of {block_size}",
-        )
-    else:
-        packed = dataset.map(
-            lambda batch: tokenizer(batch["text"], truncation=True, max_length=block_size, padding="max_length"),
-            batched=True,
-            remove_columns=dataset.column_names,
-            desc="Tokenizing (padded)",
-        )
+        return pack_encoded(dataset, encode, block_size)
+    packed = dataset.map(
+        lambda batch: tokenizer(batch["text"], truncation=True, max_length=block_size, padding="max_length"),
+        batched=True,
+        remove_columns=dataset.column_names,
+        desc="Tokenizing (padded)",
+    )
+    if len(packed) == 0:
+        raise RecipeError(f"the texts are too short to fill one block of {block_size} tokens")
+    return packed
+
+
+def pack_encoded(dataset: datasets.Dataset, encode, block_size: int) -> datasets.Dataset:
+    """Encode texts with `encode` (a batched tokenizer call), then concatenate and cut block_size blocks."""
+    tokenized = dataset.map(encode, batched=True, remove_columns=dataset.column_names, desc="Tokenizing")
+    packed = tokenized.map(
+        group_texts,
+        batched=True,
+        batch_size=1000,
+        fn_kwargs={"block_size": block_size},
+        desc=f"Packing into blocks of {block_size}",
+    )
     if len(packed) == 0:
         raise RecipeError(f"the texts are too short to fill one block of {block_size} tokens")
     return packed
@@ -178,17 +185,7 @@ def tokenize_for_mlm(dataset: datasets.Dataset, tokenizer, block_size: int, whol
     def encode(batch):
         return tokenizer(batch["text"], return_special_tokens_mask=True, return_offsets_mapping=whole_word_mask)
 
-    tokenized = dataset.map(encode, batched=True, remove_columns=dataset.column_names, desc="Tokenizing")
-    packed = tokenized.map(
-        group_texts,
-        batched=True,
-        batch_size=1000,
-        fn_kwargs={"block_size": block_size},
-        desc=f"Packing into blocks of {block_size}",
-    )
-    if len(packed) == 0:
-        raise RecipeError(f"the texts are too short to fill one block of {block_size} tokens")
-    return packed
+    return pack_encoded(dataset, encode, block_size)
 
 
 @torch.inference_mode()
