@@ -43,7 +43,7 @@ def load_pretrained(auto_class, model_args, **kwargs):
     path = resolve_model_path(model_args.model_name_or_path)
     dtype = model_args.dtype if model_args.dtype == "auto" else getattr(torch, model_args.dtype)
     if getattr(model_args, "random_init", False):
-        return _randomly_initialised(auto_class, model_args, path, **kwargs)
+        return _randomly_initialised(auto_class, model_args, **kwargs)
     try:
         return auto_class.from_pretrained(
             path,
@@ -58,20 +58,26 @@ def load_pretrained(auto_class, model_args, **kwargs):
         raise RecipeError(f"cannot load model '{model_args.model_name_or_path}': {first_line}") from None
 
 
-def _randomly_initialised(auto_class, model_args, path: str, quantization_config=None, **config_values):
-    """The architecture of `path` (its config, with `config_values` such as num_labels) with fresh weights."""
-    from transformers import AutoConfig
-
+def _randomly_initialised(auto_class, model_args, quantization_config=None, **config_values):
+    """The architecture of the model (its config, with `config_values` such as num_labels) with fresh weights."""
     if quantization_config is not None:
         raise RecipeError("random_init builds fresh full-precision weights; it cannot load them in 4-bit")
+    config = load_config(model_args, **config_values)
+    return auto_class.from_config(config, trust_remote_code=model_args.trust_remote_code)
+
+
+def load_config(model_args, **config_values):
+    """The model's config (with `config_values` applied), or one clear error line when it cannot be read."""
+    from transformers import AutoConfig
+
+    path = resolve_model_path(model_args.model_name_or_path)
     try:
-        config = AutoConfig.from_pretrained(
+        return AutoConfig.from_pretrained(
             path, revision=model_args.model_revision, trust_remote_code=model_args.trust_remote_code, **config_values
         )
     except OSError as err:
         first_line = str(err).strip().splitlines()[0]
         raise RecipeError(f"cannot load model '{model_args.model_name_or_path}': {first_line}") from None
-    return auto_class.from_config(config, trust_remote_code=model_args.trust_remote_code)
 
 
 def load_tokenizer(model_args):
@@ -113,17 +119,9 @@ def skeleton(auto_class, config, trust_remote_code: bool = False) -> nn.Module:
 
 def classifier_skeleton(model_args, label_names: list[str]) -> nn.Module:
     """skeleton() of the classifier load_classifier would build, read from its config alone."""
-    from transformers import AutoConfig, AutoModelForSequenceClassification
+    from transformers import AutoModelForSequenceClassification
 
-    path = resolve_model_path(model_args.model_name_or_path)
-    try:
-        config = AutoConfig.from_pretrained(
-            path, revision=model_args.model_revision, trust_remote_code=model_args.trust_remote_code
-        )
-    except OSError as err:
-        first_line = str(err).strip().splitlines()[0]
-        raise RecipeError(f"cannot load model '{model_args.model_name_or_path}': {first_line}") from None
-    config.num_labels = len(label_names)
+    config = load_config(model_args, num_labels=len(label_names))
     return skeleton(AutoModelForSequenceClassification, config, model_args.trust_remote_code)
 
 

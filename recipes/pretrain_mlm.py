@@ -31,7 +31,7 @@ from recipe_utils.args import (
     global_batch_size,
     parse_args,
 )
-from recipe_utils.cards import write_model_card
+from recipe_utils.cards import eval_results, write_model_card
 from recipe_utils.data import clean_text, describe_dataset, hub_dataset_id, load_raw_dataset, require_columns
 from recipe_utils.errors import RecipeError, exit_on_recipe_error
 from recipe_utils.hardware import peak_memory_mb, reset_peak_memory, settle_cpu_precision
@@ -126,7 +126,7 @@ def review_texts(mlm_args, seed: int):
     raw = load_raw_dataset(mlm_args.review_dataset)
     require_columns(raw, "text")
     order = np.random.default_rng(seed).permutation(len(raw))[: mlm_args.review_eval_samples]
-    texts = [clean_text(str(raw[int(i)]["text"] or "")) for i in order]
+    texts = [clean_text(str(text or "")) for text in raw.select(order)["text"]]
     return datasets.Dataset.from_dict({"text": [text for text in texts if text]})
 
 
@@ -229,8 +229,6 @@ def main(model_args, scratch_args, data_args, mlm_args, freeze_args, output_args
 
 def write_mlm_card(output_dir, results, mask_token, model_args, scratch_args, data_args, mlm_args, training_args):
     from huggingface_hub import ModelCardData
-
-    from recipe_utils.cards import eval_results
 
     from_scratch = scratch_args.model_type is not None
     base = None if from_scratch or os.path.isdir(model_args.model_name_or_path) else model_args.model_name_or_path

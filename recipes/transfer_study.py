@@ -21,10 +21,9 @@ import json
 import os
 from dataclasses import dataclass
 
-import torch
 from transformers import AutoModelForMaskedLM, AutoModelForSequenceClassification, DataCollatorForLanguageModeling
 
-from recipe_utils.args import LanguageModelingDataArguments
+from recipe_utils.args import LanguageModelingDataArguments, ModelArguments
 from recipe_utils.errors import RecipeError, exit_on_recipe_error
 from recipe_utils.lm import load_lm_texts, masked_lm_perplexity, tokenize_for_mlm
 from recipe_utils.models import load_tokenizer
@@ -83,7 +82,7 @@ class ForgettingScorer:
         )
         _, eval_texts, _ = load_lm_texts(data_args, config["seed"])
         self.mlm_dir = mlm_dir
-        self.tokenizer = load_tokenizer(_model_args(mlm_dir))
+        self.tokenizer = load_tokenizer(ModelArguments(model_name_or_path=mlm_dir))
         self.blocks = tokenize_for_mlm(eval_texts, self.tokenizer, data_args.block_size, whole_word_mask=False)
         self.collator = DataCollatorForLanguageModeling(
             self.tokenizer, mlm_probability=config["mlm_probability"], seed=config["seed"]
@@ -97,14 +96,7 @@ class ForgettingScorer:
             missing, _ = encoder.load_state_dict(getattr(tuned, tuned.base_model_prefix).state_dict(), strict=False)
             if missing:
                 raise RecipeError(f"{finetuned_dir} does not hold the encoder of {self.mlm_dir}: missing {missing[:3]}")
-        with torch.inference_mode():
-            return masked_lm_perplexity(model, self.blocks, self.collator)
-
-
-def _model_args(path: str):
-    from recipe_utils.args import ModelArguments
-
-    return ModelArguments(model_name_or_path=path)
+        return masked_lm_perplexity(model, self.blocks, self.collator)
 
 
 def row(start: StartingPoint, strategy: str, learning_rate: float, results: dict, forgetting: dict) -> dict:
