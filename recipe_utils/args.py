@@ -38,6 +38,13 @@ class ModelArguments:
             "(the no-pretraining control of a transfer study)."
         },
     )
+    attention_dropout: float | None = field(
+        default=None,
+        metadata={
+            "help": "Dropout on attention probabilities while training. Unset: the checkpoint's value. "
+            "0 keeps PyTorch's fused attention kernel (1.5x faster MiniLM training steps on CPU)."
+        },
+    )
     dtype: str = field(
         default="float32",
         metadata={"help": "Weights dtype when loading.", "choices": ["float32", "bfloat16", "float16", "auto"]},

@@ -6,7 +6,7 @@ from transformers import DataCollatorWithPadding
 
 
 @torch.inference_mode()
-def predict_probabilities(model, tokenized, tokenizer, batch_size: int = 64) -> np.ndarray:
+def predict_probabilities(model, tokenized, tokenizer, batch_size: int = 16) -> np.ndarray:
     """Class probabilities for every row of `tokenized`, in its order.
 
     Rows are scored longest-first so each padded batch holds reviews of similar length:

@@ -36,7 +36,7 @@ def truncation_settings(model_path: str, tokenizer) -> SimpleNamespace:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="Model folder or Hub id of a fine-tuned classifier.")
-    parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("texts", nargs="*", help="Texts to classify; none: one text per line on stdin.")
     args = parser.parse_args(argv)
     texts = args.texts or [line for line in sys.stdin.read().splitlines() if line.strip()]

@@ -59,3 +59,16 @@ def test_top_k_strategy_adds_exactly_the_top_k_layers(fresh_classifier, k):
 def test_top_k_larger_than_the_layer_count_is_refused(fresh_classifier):
     with pytest.raises(RecipeError, match="between 1 and the layer count 6"):
         apply_freezing(fresh_classifier(), "top_k", unfreeze_top_k=7)
+
+
+def test_attention_dropout_sets_the_architectures_own_key_and_leaves_other_dropout_alone():
+    base = load_classifier(MINILM, ["negative", "positive"])
+    assert base.config.attention_probs_dropout_prob > 0  # the checkpoint's value, when unset
+    tuned = load_classifier(SimpleNamespace(**vars(MINILM), attention_dropout=0.0), ["negative", "positive"])
+    assert tuned.config.attention_probs_dropout_prob == 0.0
+    assert tuned.config.hidden_dropout_prob == base.config.hidden_dropout_prob
+
+
+def test_attention_dropout_out_of_range_is_a_clear_error():
+    with pytest.raises(RecipeError, match=r"attention_dropout must be in \[0, 1\)"):
+        load_classifier(SimpleNamespace(**vars(MINILM), attention_dropout=1.5), ["negative", "positive"])
