@@ -1,5 +1,6 @@
 """Shared fixtures. Tests run offline on data and weights that registry packages ship."""
 
+import json
 import os
 import subprocess
 import sys
@@ -25,6 +26,13 @@ def run_script(
         timeout=timeout,
         env=env or {**os.environ, "PYTHONPATH": ROOT},
     )
+
+
+def results_of(result: subprocess.CompletedProcess, output_dir: str) -> dict:
+    """all_results.json of a recipe run that must have succeeded (its stderr's tail is the failure message)."""
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(os.path.join(output_dir, "all_results.json")) as handle:
+        return json.load(handle)
 
 
 def folder_snapshot(path: str) -> dict:

@@ -1,6 +1,5 @@
 """Causal-LM recipe: packing, pad token, generation and a tiny end-to-end run on real text."""
 
-import json
 import os
 from types import SimpleNamespace
 
@@ -9,7 +8,7 @@ import pytest
 
 from recipe_utils.generation import GenerationArguments, generate, interactive_loop
 from recipe_utils.lm import group_texts, tokenize_for_lm, train_bpe_tokenizer
-from tests.conftest import assert_token_absent, push_and_pull, run_script
+from tests.conftest import assert_token_absent, push_and_pull, results_of, run_script
 
 TINY_MODEL = [
     "--model_type",
@@ -60,9 +59,7 @@ def tiny_run(tmp_path_factory):
         "--output_dir",
         output_dir,
     )
-    assert result.returncode == 0, result.stderr[-3000:]
-    with open(os.path.join(output_dir, "all_results.json")) as handle:
-        return output_dir, json.load(handle)
+    return output_dir, results_of(result, output_dir)
 
 
 def test_tiny_run_lowers_held_out_perplexity(tiny_run):
@@ -145,9 +142,7 @@ def test_lora_on_the_causal_lm_saves_an_adapter_that_generates(tiny_run, tmp_pat
         "--output_dir",
         output_dir,
     )
-    assert result.returncode == 0, result.stderr[-3000:]
-    with open(os.path.join(output_dir, "all_results.json")) as handle:
-        results = json.load(handle)
+    results = results_of(result, output_dir)
     assert results["peft_method"] == "lora" and results["trainable_share"] < 0.1
     assert results["perplexity"] < results["before_perplexity"]
     assert "adapter_model.safetensors" in os.listdir(output_dir)

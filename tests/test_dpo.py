@@ -12,7 +12,7 @@ from recipe_utils.errors import RecipeError
 from recipe_utils.generation import GenerationArguments
 from recipe_utils.lm import train_bpe_tokenizer
 from recipe_utils.preferences import judged_pairs, load_preference_dataset, sample_continuations
-from tests.conftest import HUB_TOKEN, assert_token_absent, hub_env, run_script
+from tests.conftest import HUB_TOKEN, assert_token_absent, hub_env, results_of, run_script
 
 
 def _reviews(label: int, count: int, offset: int = 0) -> list[str]:
@@ -223,9 +223,7 @@ def dataset_run(tiny_policy, review_pairs, tmp_path_factory):
         "--output_dir",
         output_dir,
     )
-    assert result.returncode == 0, result.stderr[-3000:]
-    with open(os.path.join(output_dir, "all_results.json")) as handle:
-        return output_dir, json.load(handle)
+    return output_dir, results_of(result, output_dir)
 
 
 def test_tiny_dpo_run_learns_to_prefer_the_positive_reviews(dataset_run):
@@ -268,9 +266,7 @@ def test_judged_run_builds_pairs_from_its_own_samples(tiny_policy, tiny_judge, t
         "--output_dir",
         output_dir,
     )
-    assert result.returncode == 0, result.stderr[-3000:]
-    with open(os.path.join(output_dir, "all_results.json")) as handle:
-        results = json.load(handle)
+    results = results_of(result, output_dir)
     assert results["train_pairs"] + results["eval_pairs"] <= 48
     assert 0 <= results["before_positive_share"] <= 1 and 0 <= results["positive_share"] <= 1
     with open(os.path.join(output_dir, "samples.json")) as handle:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from huggingface_hub import ModelCard
 
-from tests.conftest import assert_token_absent, push_and_pull, run_script
+from tests.conftest import assert_token_absent, push_and_pull, results_of, run_script
 from tests.test_sft_sentiment import TINY
 
 LORA_CONFIG = "recipes/configs/lora/demo.yaml"
@@ -30,9 +30,7 @@ def lora_run(tmp_path_factory):
         "--output_dir",
         output_dir,
     )
-    assert result.returncode == 0, result.stderr[-3000:]
-    with open(os.path.join(output_dir, "all_results.json")) as handle:
-        return output_dir, json.load(handle)
+    return output_dir, results_of(result, output_dir)
 
 
 def test_lora_run_saves_only_the_adapter_and_learns(lora_run):
@@ -93,9 +91,7 @@ def test_qlora_run_trains_on_a_4_bit_base_and_round_trips_through_the_local_hub(
         "--output_dir",
         output_dir,
     )
-    assert result.returncode == 0, result.stderr[-3000:]
-    with open(os.path.join(output_dir, "all_results.json")) as handle:
-        results = json.load(handle)
+    results = results_of(result, output_dir)
     assert results["quantized_layers"] == 36 and results["quantized_share_of_fp32"] <= 0.15
     losses = [
         entry["loss"] for entry in json.load(open(os.path.join(output_dir, "log_history.json"))) if "loss" in entry

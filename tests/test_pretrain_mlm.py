@@ -11,7 +11,7 @@ from transformers import DataCollatorForLanguageModeling, pipeline
 
 from recipe_utils.data import load_raw_dataset
 from recipe_utils.lm import masked_lm_perplexity, tokenize_for_mlm, train_wordpiece_tokenizer
-from tests.conftest import run_script
+from tests.conftest import results_of, run_script
 
 TINY_BERT = [
     "--config_overrides",
@@ -101,9 +101,7 @@ def tiny_pretraining(tmp_path_factory):
         "--output_dir",
         output_dir,
     )
-    assert result.returncode == 0, result.stderr[-3000:]
-    with open(os.path.join(output_dir, "all_results.json")) as handle:
-        return output_dir, json.load(handle)
+    return output_dir, results_of(result, output_dir)
 
 
 def test_tiny_pretraining_lowers_held_out_perplexity_clearly(tiny_pretraining):

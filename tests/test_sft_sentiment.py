@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from tests.conftest import assert_token_absent, folder_snapshot, push_and_pull, run_script
+from tests.conftest import assert_token_absent, folder_snapshot, push_and_pull, results_of, run_script
 
 CONFIG = "recipes/configs/sft_sentiment/demo.yaml"
 # Small enough for CI, large enough to show real learning: 640 reviews, 40 steps at 128 tokens.
@@ -31,9 +31,7 @@ TINY = [
 def trained_run(tmp_path_factory):
     output_dir = str(tmp_path_factory.mktemp("sft") / "run")
     result = run_script("recipes/sft_sentiment.py", "--config", CONFIG, *TINY, "--output_dir", output_dir)
-    assert result.returncode == 0, result.stderr[-3000:]
-    with open(os.path.join(output_dir, "all_results.json")) as handle:
-        return output_dir, json.load(handle), result.stdout
+    return output_dir, results_of(result, output_dir), result.stdout
 
 
 def test_tiny_run_learns_well_above_the_majority_baseline(trained_run):

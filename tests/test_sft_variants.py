@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from tests.conftest import run_script
+from tests.conftest import results_of, run_script
 from tests.test_sft_sentiment import CONFIG, TINY
 
 
@@ -22,9 +22,7 @@ def test_plain_pytorch_loop_learns_and_writes_the_same_metrics(tmp_path):
         "--output_dir",
         output_dir,
     )
-    assert result.returncode == 0, result.stderr[-3000:]
-    with open(os.path.join(output_dir, "all_results.json")) as handle:
-        results = json.load(handle)
+    results = results_of(result, output_dir)
     assert results["eval_accuracy"] >= 0.70, results["eval_accuracy"]
     assert {"eval_f1", "eval_precision", "eval_recall", "train_loss", "train_runtime"} <= set(results)
 
@@ -72,9 +70,7 @@ def test_hp_search_reports_every_trial_and_trains_with_the_best(tmp_path, five_s
         "--output_dir",
         output_dir,
     )
-    assert result.returncode == 0, result.stderr[-3000:]
-    with open(os.path.join(output_dir, "all_results.json")) as handle:
-        results = json.load(handle)
+    results = results_of(result, output_dir)
     trials = results["hp_search_trials"]
     assert [trial["trial"] for trial in trials] == [0, 1]
     best = max(trials, key=lambda trial: trial["validation_accuracy"])
