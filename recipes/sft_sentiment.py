@@ -467,6 +467,7 @@ def write_sentiment_card(
         "initial weights": "random (the architecture only: no pretraining)" if model_args.random_init else "pretrained",
         "freeze strategy": freeze_args.freeze_strategy
         + (f" (k={freeze_args.unfreeze_top_k})" if freeze_args.freeze_strategy == "top_k" else ""),
+        "attention dropout": "checkpoint's" if model_args.attention_dropout is None else model_args.attention_dropout,
         "layer-wise learning rate": f"x{freeze_args.layer_lr_decay} per layer down, head x{freeze_args.head_lr_scale}",
         "adapter": adapter or "none (full model weights)",
         "mixed precision": "bf16" if training_args.bf16 else "fp16" if training_args.fp16 else "no (fp32)",

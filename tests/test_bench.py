@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from recipe_utils.models import load_classifier
+from recipe_utils.models import apply_freezing, load_classifier
 from tests.conftest import ROOT
 from tests.test_models import MINILM
 
@@ -20,9 +20,12 @@ def bench():
     return module
 
 
-def test_forward_and_training_flops_match_pytorchs_flop_counter(bench):
+@pytest.mark.parametrize("unfreeze_top_k", [None, 4])
+def test_forward_and_training_flops_match_pytorchs_flop_counter(bench, unfreeze_top_k):
     # Eager attention: its matmuls are ones the counter sees (it skips the CPU's fused attention kernel).
     model = load_classifier(MINILM, ["negative", "positive"], attn_implementation="eager").eval()
+    if unfreeze_top_k:  # the demo's freezing: the backward pass stops at the lowest trained layer
+        apply_freezing(model, "top_k", unfreeze_top_k)
     lengths = [96, 96]
     inputs = torch.randint(1000, 20000, (len(lengths), lengths[0]))
     with FlopCounterMode(display=False) as forward_count:
@@ -31,6 +34,5 @@ def test_forward_and_training_flops_match_pytorchs_flop_counter(bench):
         logits.sum().backward()
     counted_forward = forward_count.get_total_flops()
     counted_training = counted_forward + backward_count.get_total_flops()
-    # The formulas count the pooler and classifier for every token, not only the first: about 1% more.
     assert bench.forward_flops(model, lengths) == pytest.approx(counted_forward, rel=0.03)
     assert bench.training_flops(model, lengths) == pytest.approx(counted_training, rel=0.03)
