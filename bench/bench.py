@@ -89,9 +89,8 @@ def forward_flops(model, lengths) -> float:
     """
     lengths = np.asarray(lengths, dtype=np.float64)
     layers = encoder_layers(model)
-    per_token = sum(dense_weights(layer) for layer in layers)
-    head = dense_weights(model) - per_token
-    return 2 * per_token * lengths.sum() + 2 * head * len(lengths) + len(layers) * attention_flops(model, lengths)
+    head = dense_weights(model) - sum(dense_weights(layer) for layer in layers)
+    return sum(layer_forward_flops(model, layer, lengths) for layer in layers) + 2 * head * len(lengths)
 
 
 def training_flops(model, lengths) -> float:
@@ -105,19 +104,18 @@ def training_flops(model, lengths) -> float:
     if not model.get_input_embeddings().weight.requires_grad:
         trains = [any(parameter.requires_grad for parameter in layer.parameters()) for layer in layers]
         reached = trains.index(True) if True in trains else len(layers)
-    forward_only = sum(
-        2 * dense_weights(layer) * lengths.sum() + attention_flops(model, lengths) for layer in layers[:reached]
-    )
+    forward_only = sum(layer_forward_flops(model, layer, lengths) for layer in layers[:reached])
     return 3 * forward_flops(model, lengths) - 2 * forward_only
+
+
+def layer_forward_flops(model, layer, lengths: np.ndarray) -> float:
+    """One transformer layer's forward pass: its dense weights on every token, plus QK^T and AV (4·l²·d per
+    sequence of length l)."""
+    return float(2 * dense_weights(layer) * lengths.sum() + 4 * model.config.hidden_size * (lengths**2).sum())
 
 
 def dense_weights(module) -> int:
     return sum(linear.weight.numel() for linear in module.modules() if isinstance(linear, torch.nn.Linear))
-
-
-def attention_flops(model, lengths: np.ndarray) -> float:
-    """QK^T and AV of one layer's forward pass: 4·l²·d per sequence of length l."""
-    return float(4 * model.config.hidden_size * (lengths**2).sum())
 
 
 def accuracy(model, tokenized, tokenizer) -> float:
