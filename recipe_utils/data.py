@@ -75,12 +75,28 @@ def _package_file(package: str, relative_path: str) -> str:
     return os.path.join(os.path.dirname(module.__file__), relative_path)
 
 
-def _load_local(path: str, split: str) -> datasets.Dataset:
-    files = (
-        sorted(os.path.join(path, name) for name in os.listdir(path) if os.path.splitext(name)[1] in LOCAL_BUILDERS)
-        if os.path.isdir(path)
-        else [path]
+_SPLIT_FILE = re.compile(r"^(train|test|validation|valid|dev|eval)([-_.].*)?$")
+
+
+def _split_files(folder: str, split: str) -> list[str]:
+    """The files of `split` in a folder, named as the Hub names them (train.csv, test-00000.parquet); a folder
+    whose files name no split is all train."""
+    files = sorted(
+        os.path.join(folder, name) for name in os.listdir(folder) if os.path.splitext(name)[1] in LOCAL_BUILDERS
     )
+    named = {path: _SPLIT_FILE.match(os.path.splitext(os.path.basename(path))[0]) for path in files}
+    if not any(named.values()):
+        if split != "train" and files:
+            raise RecipeError(f"no {split} files in {folder}: its files name no split (expected e.g. {split}.csv)")
+        return files
+    chosen = [path for path, match in named.items() if match and match.group(1) == split]
+    if not chosen:
+        raise RecipeError(f"no {split} files in {folder} (expected e.g. {split}.csv)")
+    return chosen
+
+
+def _load_local(path: str, split: str) -> datasets.Dataset:
+    files = _split_files(path, split) if os.path.isdir(path) else [path]
     if not files:
         raise RecipeError(f"no csv/tsv/json/jsonl/parquet/txt files in {path}")
     extensions = {os.path.splitext(name)[1] for name in files}
@@ -226,7 +242,7 @@ def prepare_classification_data(data_args, seed: int) -> ClassificationData:
     """Clean, de-duplicate, split and balance a labelled review dataset; leakage-free by construction."""
     label_names = list(data_args.class_names)
     train = _table(
-        load_raw_dataset(data_args.dataset_name, data_args.train_split, data_args.dataset_config),
+        load_raw_dataset(data_args.dataset_name, data_args.dataset_train_split, data_args.dataset_config),
         data_args.text_column,
         data_args.label_column,
         label_names,
@@ -239,9 +255,9 @@ def prepare_classification_data(data_args, seed: int) -> ClassificationData:
     stats["duplicate_texts_dropped"] = len(train) - len(deduplicated)
     train = deduplicated
 
-    if data_args.eval_split:
+    if data_args.dataset_test_split:
         held_out = _table(
-            load_raw_dataset(data_args.dataset_name, data_args.eval_split, data_args.dataset_config),
+            load_raw_dataset(data_args.dataset_name, data_args.dataset_test_split, data_args.dataset_config),
             data_args.text_column,
             data_args.label_column,
             label_names,
@@ -253,10 +269,12 @@ def prepare_classification_data(data_args, seed: int) -> ClassificationData:
         held_out = _balanced_sample(train, data_args.eval_size, seed)
         if data_args.max_eval_samples is not None:
             held_out = _balanced_sample(held_out, data_args.max_eval_samples, seed)
+        # The held-out rows themselves leave the training side (texts are unique after de-duplication).
+        train = train[~train["text"].isin(set(held_out["text"]))]
 
-    # Leakage guard: whatever the source of the evaluation set, no text of it may be trained on.
+    # Leakage guard, counted whatever the source of the evaluation set: no text of it may be trained on.
     leaked = train["text"].isin(set(held_out["text"]))
-    stats["leaked_eval_texts"] = int(leaked.sum()) if data_args.eval_split else 0
+    stats["leaked_eval_texts"] = int(leaked.sum())
     train = train[~leaked]
     _require_classes(train, label_names, "training data")
     _require_classes(held_out, label_names, "evaluation data")

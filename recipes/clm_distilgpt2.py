@@ -20,10 +20,10 @@ from transformers import AutoModelForCausalLM, DataCollatorForLanguageModeling, 
 
 from recipe_utils.adapters import (
     PeftArguments,
-    QuantizationArguments,
     check_peft_options,
     describe_adapter,
     folder_size_bytes,
+    load_saved_model,
     quantization_config,
     quantized_weight_report,
     wrap_with_peft,
@@ -39,6 +39,7 @@ from recipe_utils.args import (
 )
 from recipe_utils.cards import write_model_card
 from recipe_utils.data import describe_dataset, hub_dataset_id
+from recipe_utils.distributed import is_main_process, main_process_writes, say, wait_for_everyone
 from recipe_utils.errors import RecipeError, exit_on_recipe_error
 from recipe_utils.generation import GenerationArguments, generate, interactive_loop
 from recipe_utils.hardware import settle_cpu_precision
@@ -52,16 +53,10 @@ from recipe_utils.lm import (
     train_bpe_tokenizer,
 )
 from recipe_utils.models import load_pretrained, load_tokenizer, parameter_counts, skeleton
-from recipe_utils.outputs import (
-    check_output_dir,
-    clear_output_dir,
-    finish_run,
-    remove_pickled_training_args,
-    resolve_resume,
-    resolved_config,
-    write_json,
-)
+from recipe_utils.outputs import remove_pickled_training_args, resolved_config, write_json
 from recipe_utils.report import plot_training_curves
+from recipe_utils.run_folder import claim_output_dir, finish_run, open_run_folder
+from recipe_utils.tracking import tracker_runs
 
 
 @dataclass
@@ -79,22 +74,23 @@ def make_parser_types():
         LanguageModelingDataArguments,
         GenerationArguments,
         PeftArguments,
-        QuantizationArguments,
         CausalLMArguments,
         OutputArguments,
         TrainingArguments,
     ]
 
 
-def build_model_and_tokenizer(model_args, scratch_args, train_texts, quant_args=None):
-    """A pretrained checkpoint (4-bit when asked), or (model_type set) a fresh model with a given or freshly
+def build_model_and_tokenizer(model_args, scratch_args, train_texts, quantized: bool = True):
+    """A pretrained checkpoint (quantized when asked), or (model_type set) a fresh model with a given or freshly
     trained tokenizer."""
-    quantization = quantization_config(quant_args) if quant_args else None
+    quantization = quantization_config(model_args) if quantized else None
     if scratch_args.model_type is None:
         tokenizer = load_tokenizer(model_args)
         model = load_pretrained(AutoModelForCausalLM, model_args, quantization_config=quantization)
     elif quantization is not None:
-        raise RecipeError("load_in_4bit needs a pretrained model_name_or_path, not a model built from scratch")
+        raise RecipeError(
+            "load_in_4bit / load_in_8bit need a pretrained model_name_or_path, not one built from scratch"
+        )
     else:
         if scratch_args.tokenizer_name:
             tokenizer = load_tokenizer(type(model_args)(model_name_or_path=scratch_args.tokenizer_name))
@@ -107,7 +103,7 @@ def build_model_and_tokenizer(model_args, scratch_args, train_texts, quant_args=
     return model, tokenizer
 
 
-def main(model_args, scratch_args, data_args, gen_args, peft_args, quant_args, clm_args, output_args, training_args):
+def main(model_args, scratch_args, data_args, gen_args, peft_args, clm_args, output_args, training_args):
     if clm_args.generate_only:
         model, tokenizer = build_model_and_tokenizer(model_args, scratch_args, None)
         if gen_args.prompt:
@@ -116,22 +112,19 @@ def main(model_args, scratch_args, data_args, gen_args, peft_args, quant_args, c
             interactive_loop(model, tokenizer, gen_args)
         return None
 
-    output_dir = training_args.output_dir
-    resolve_resume(training_args)
-    if not training_args.resume_from_checkpoint:
-        check_output_dir(output_dir, output_args.overwrite_output_dir)
-    check_peft_options(peft_args, quant_args)
-    if peft_args.merge_adapter and scratch_args.model_type is not None:
-        raise RecipeError("merge_adapter needs a pretrained base (model_name_or_path), not one built from scratch")
+    run = claim_output_dir(training_args, output_args.overwrite_output_dir)
+    check_peft_options(model_args, peft_args)
+    if peft_args.peft_method != "none" and scratch_args.model_type is not None:
+        raise RecipeError("an adapter needs a pretrained base (model_name_or_path), not one built from scratch")
     settle_cpu_precision(training_args)
     push = take_push_request(training_args)
     set_seed(training_args.seed)
     train_texts, eval_texts, stats = load_lm_texts(data_args, training_args.seed)
-    model, tokenizer = build_model_and_tokenizer(model_args, scratch_args, train_texts["text"], quant_args)
+    model, tokenizer = build_model_and_tokenizer(model_args, scratch_args, train_texts["text"])
     full_count = sum(parameter.numel() for parameter in skeleton(AutoModelForCausalLM, model.config).parameters())
-    if quant_args.load_in_4bit:
+    if model_args.load_in_4bit:
         stats.update(quantized_weight_report(model))
-    model = wrap_with_peft(model, peft_args, "CAUSAL_LM", quantized=quant_args.load_in_4bit)
+    model = wrap_with_peft(model, model_args, peft_args, "CAUSAL_LM")
     separator = tokenizer.eos_token_id
     train_blocks = tokenize_for_lm(train_texts, tokenizer, data_args.block_size, data_args.packing, separator)
     # Held-out perplexity is always measured on packed blocks, so packing and padding runs compare.
@@ -160,63 +153,75 @@ def main(model_args, scratch_args, data_args, gen_args, peft_args, quant_args, c
     results["before_perplexity"] = held_out_perplexity(model, eval_blocks, tokenizer.pad_token_id, eval_batch)
     samples_before = {prompt: generate(model, tokenizer, prompt, gen_args) for prompt in gen_args.sample_prompts}
 
-    if output_args.overwrite_output_dir and not training_args.resume_from_checkpoint:
-        clear_output_dir(output_dir)
+    open_run_folder(run)
     train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     results.update({key if key.startswith("train_") else f"train_{key}": v for key, v in train_result.metrics.items()})
-    results["perplexity"] = held_out_perplexity(trainer.model, eval_blocks, tokenizer.pad_token_id, eval_batch)
+    trainer.save_model(run.staging)  # every process calls it (FSDP and DeepSpeed gather weights); one writes
+    trainer.save_state()
+    with main_process_writes() as writer:
+        if writer:
+            remove_pickled_training_args(run.staging)
+            if peft_args.merge_adapter:
+                base, _ = build_model_and_tokenizer(model_args, scratch_args, None, quantized=False)
+                merged = write_merged_model(base, run.staging, tokenizer)
+                results["merged_dir"] = os.path.join(run.final, os.path.basename(merged))
+    results["saved_weights_bytes"] = folder_size_bytes(run.staging)
+
+    # Held-out figures are those of the saved model, reloaded as a user loads it, not of the model in memory.
+    saved = load_saved_model(
+        AutoModelForCausalLM, run.staging, lambda: build_model_and_tokenizer(model_args, scratch_args, None)[0]
+    )
+    pad_with_eos(saved, tokenizer)
+    results["perplexity"] = held_out_perplexity(saved, eval_blocks, tokenizer.pad_token_id, eval_batch)
     results["eval_loss"] = math.log(results["perplexity"])
     results["perplexity_change"] = results["perplexity"] / results["before_perplexity"] - 1
-    samples_after = {prompt: generate(model, tokenizer, prompt, gen_args) for prompt in gen_args.sample_prompts}
+    samples_after = {prompt: generate(saved, tokenizer, prompt, gen_args) for prompt in gen_args.sample_prompts}
+    results["tracker_runs"] = tracker_runs(training_args)
 
-    trainer.save_model(output_dir)
-    remove_pickled_training_args(output_dir)
-    results["saved_weights_bytes"] = folder_size_bytes(output_dir)
-    if peft_args.merge_adapter:
-        base, _ = build_model_and_tokenizer(model_args, scratch_args, None)
-        results["merged_dir"] = write_merged_model(base, output_dir, tokenizer)
-    write_json(os.path.join(output_dir, "log_history.json"), trainer.state.log_history)
-    write_json(
-        os.path.join(output_dir, "run_config.json"),
-        resolved_config(model_args, scratch_args, data_args, gen_args, peft_args, quant_args, training_args),
-    )
-    write_json(os.path.join(output_dir, "samples.json"), {"before": samples_before, "after": samples_after})
-    plot_training_curves(trainer.state.log_history, os.path.join(output_dir, "training_curves.png"), metrics=())
-    write_clm_card(
-        output_dir,
-        results,
-        samples_before,
-        samples_after,
-        model_args,
-        scratch_args,
-        data_args,
-        training_args,
-        describe_adapter(peft_args, quant_args),
-    )
-    print(
+    with main_process_writes() as writer:
+        if writer:
+            write_json(run.path("log_history.json"), trainer.state.log_history)
+            write_json(
+                run.path("run_config.json"),
+                resolved_config(model_args, scratch_args, data_args, gen_args, peft_args, training_args),
+            )
+            write_json(run.path("samples.json"), {"before": samples_before, "after": samples_after})
+            plot_training_curves(trainer.state.log_history, run.path("training_curves.png"), metrics=())
+            write_clm_card(
+                run,
+                results,
+                samples_before,
+                samples_after,
+                model_args,
+                scratch_args,
+                data_args,
+                training_args,
+                describe_adapter(model_args, peft_args),
+            )
+    say(
         f"\nHeld-out perplexity ({results['eval_blocks']} blocks of {data_args.block_size} tokens): "
         f"{results['before_perplexity']:.1f} before -> {results['perplexity']:.1f} after "
-        f"({results['perplexity_change']:+.0%})",
-        flush=True,
+        f"({results['perplexity_change']:+.0%})"
     )
     for text in samples_after.values():
-        print(f"  {text!r}", flush=True)
-    finish_run(output_dir, results)
-    print(f"Saved to {output_dir}", flush=True)
-    if push:
-        publish(output_dir, push)
+        say(f"  {text!r}")
+    finish_run(run, results)
+    say(f"Saved to {run.final}")
+    if push and is_main_process():
+        publish(run.final, push)
+    wait_for_everyone()
     return results
 
 
 def write_clm_card(
-    output_dir, results, samples_before, samples_after, model_args, scratch_args, data_args, training_args, adapter
+    run, results, samples_before, samples_after, model_args, scratch_args, data_args, training_args, adapter
 ):
     from huggingface_hub import EvalResult, ModelCardData
 
     from_scratch = scratch_args.model_type is not None
     base = None if from_scratch or os.path.isdir(model_args.model_name_or_path) else model_args.model_name_or_path
     hub_data = hub_dataset_id(data_args.dataset_name)
-    model_name = training_args.hub_model_id or os.path.basename(os.path.abspath(output_dir))
+    model_name = training_args.hub_model_id or os.path.basename(os.path.abspath(run.final))
     card_data = ModelCardData(
         language="en",
         license="apache-2.0",
@@ -244,7 +249,7 @@ def write_clm_card(
         else model_args.model_name_or_path
     )
     write_model_card(
-        output_dir,
+        run.staging,
         "clm.md.j2",
         card_data,
         model_name=model_name,
@@ -260,7 +265,8 @@ def write_clm_card(
         learning_rate=training_args.learning_rate,
         epochs=training_args.num_train_epochs,
         seed=training_args.seed,
-        usage_id=training_args.hub_model_id or output_dir,
+        usage_id=training_args.hub_model_id or run.final,
+        tracker_runs=results["tracker_runs"],
     )
 
 

@@ -23,7 +23,7 @@ VARIANTS = [
     Variant(
         "full",
         "recipes/sft_sentiment.py",
-        ["--config", LORA_CONFIG, "--peft_method", "none", "--learning_rate", "1e-4"],
+        ["--config", LORA_CONFIG, "--use_peft", "false", "--peft_method", "none", "--learning_rate", "1e-4"],
     ),
     Variant("lora", "recipes/lora.py", ["--config", LORA_CONFIG]),
     Variant("qlora", "recipes/qlora.py", ["--config", QLORA_CONFIG]),

@@ -18,13 +18,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, set_seed
-from trl import DPOConfig, DPOTrainer
+from trl import DPOConfig, DPOTrainer, ModelConfig
 
 from recipe_utils.adapters import (
     PeftArguments,
-    QuantizationArguments,
+    check_peft_options,
     describe_adapter,
     folder_size_bytes,
+    load_saved_model,
     peft_config,
 )
 from recipe_utils.args import (
@@ -36,21 +37,14 @@ from recipe_utils.args import (
 )
 from recipe_utils.cards import write_model_card
 from recipe_utils.data import hub_dataset_id
+from recipe_utils.distributed import is_main_process, main_process_writes, say, wait_for_everyone
 from recipe_utils.errors import RecipeError, exit_on_recipe_error
 from recipe_utils.generation import GenerationArguments
 from recipe_utils.hardware import settle_cpu_precision
 from recipe_utils.hub import publish, take_push_request
 from recipe_utils.lm import held_out_perplexity, load_lm_texts, pad_with_eos, tokenize_for_lm
 from recipe_utils.models import hub_model_id, load_pretrained, load_tokenizer, parameter_counts, resolve_model_path
-from recipe_utils.outputs import (
-    check_output_dir,
-    clear_output_dir,
-    finish_run,
-    remove_pickled_training_args,
-    resolve_resume,
-    resolved_config,
-    write_json,
-)
+from recipe_utils.outputs import remove_pickled_training_args, resolved_config, write_json
 from recipe_utils.preferences import (
     PreferenceArguments,
     SentimentJudge,
@@ -60,27 +54,23 @@ from recipe_utils.preferences import (
     sample_continuations,
 )
 from recipe_utils.report import plot_training_curves
+from recipe_utils.run_folder import claim_output_dir, finish_run, open_run_folder
+from recipe_utils.tracking import tracker_runs
 
 
 @dataclass
-class PolicyArguments:
-    """The model to tune (ModelArguments without trust_remote_code, which DPOConfig already has)."""
+class PolicyArguments(ModelConfig):
+    """The model to tune: TRL's ModelConfig, as its dpo script takes it (trust_remote_code is DPOConfig's)."""
 
-    model_name_or_path: str = field(
+    model_name_or_path: str | None = field(
         default="outputs/clm_distilgpt2",
         metadata={"help": "Causal LM to tune: local folder (a saved adapter is merged first) or Hub id."},
-    )
-    model_revision: str = field(default="main", metadata={"help": "Hub branch, tag or commit."})
-    dtype: str = field(
-        default="float32",
-        metadata={"help": "Weights dtype when loading.", "choices": ["float32", "bfloat16", "float16", "auto"]},
     )
 
 
 def make_parser_types():
     return [
         PolicyArguments,
-        LanguageModelingDataArguments,
         PreferenceArguments,
         GenerationArguments,
         PeftArguments,
@@ -113,15 +103,15 @@ def load_judge(pref_args, model_args):
     return SentimentJudge(model, load_tokenizer(judge_args), pref_args.judge_positive_label)
 
 
-def check_dpo_options(peft_args) -> None:
+def check_dpo_options(model_args, peft_args) -> None:
+    check_peft_options(model_args, peft_args)
     if peft_args.peft_method not in ("none", "lora"):
         raise RecipeError(f"dpo_bonus trains the full model or a LoRA adapter, not peft_method={peft_args.peft_method}")
 
 
 def build_trainer(model, tokenizer, training_args, peft_args, train_pairs, eval_pairs, model_args):
     """DPOTrainer with the reference the issue asks for: adapter disabled under LoRA, else a frozen copy."""
-    check_dpo_options(peft_args)
-    adapter_config = peft_config(peft_args, "CAUSAL_LM", model)
+    adapter_config = peft_config(model_args, peft_args, "CAUSAL_LM", model)
     reference = None
     if adapter_config is None:
         reference, _ = load_policy(model_args)
@@ -154,7 +144,7 @@ def preference_pairs(pref_args, given_pairs, model, tokenizer, judge, gen_args, 
 
     if given_pairs is not None:
         pairs = given_pairs
-        stats = {"pairs_source": pref_args.preference_dataset}
+        stats = {"pairs_source": pref_args.dataset_name}
     else:
         prompts = review_openings(train_texts, pref_args.prompt_words)[: pref_args.num_prompts]
         continuations = sample_continuations(
@@ -174,24 +164,40 @@ def preference_pairs(pref_args, given_pairs, model, tokenizer, judge, gen_args, 
             "pair_prompts": len(prompts),
             "mean_judge_margin": float(np.mean(rows["margin"])),
         }
-    split = pairs.train_test_split(test_size=pref_args.eval_pair_fraction, seed=seed)
+    if given_pairs is not None and pref_args.dataset_test_split:
+        held_out = load_preference_dataset(
+            pref_args.dataset_name, pref_args.dataset_test_split, pref_args.dataset_config
+        )
+        split = {"train": pairs, "test": held_out}
+    else:
+        split = pairs.train_test_split(test_size=pref_args.eval_pair_fraction, seed=seed)
     stats.update(train_pairs=len(split["train"]), eval_pairs=len(split["test"]))
     return split["train"], split["test"], stats
 
 
-def main(policy_args, data_args, pref_args, gen_args, peft_args, output_args, training_args):
+def review_text_arguments(pref_args) -> LanguageModelingDataArguments:
+    """The review texts as clm_distilgpt2 reads them, so the same seed puts the same documents on each side."""
+    return LanguageModelingDataArguments(
+        dataset_name=pref_args.review_dataset,
+        dataset_config=pref_args.review_dataset_config,
+        eval_fraction=pref_args.review_eval_fraction,
+        max_eval_samples=pref_args.max_review_samples,
+        block_size=pref_args.block_size,
+    )
+
+
+def main(policy_args, pref_args, gen_args, peft_args, output_args, training_args):
     model_args = ModelArguments(**vars(policy_args), trust_remote_code=training_args.trust_remote_code)
-    output_dir = training_args.output_dir
-    resolve_resume(training_args)
-    if not training_args.resume_from_checkpoint:
-        check_output_dir(output_dir, output_args.overwrite_output_dir)
-    check_dpo_options(peft_args)
-    if not (pref_args.preference_dataset or pref_args.judge_model):
-        raise RecipeError("set judge_model (to build pairs from the policy's samples) or preference_dataset")
+    run = claim_output_dir(training_args, output_args.overwrite_output_dir)
+    check_dpo_options(model_args, peft_args)
+    if not (pref_args.dataset_name or pref_args.judge_model):
+        raise RecipeError("set judge_model (to build pairs from the policy's samples) or dataset_name (the pairs)")
     # Read given pairs first: a bad file should fail in a second, not after the before-training evaluation.
     given_pairs = None
-    if pref_args.preference_dataset:
-        given_pairs = load_preference_dataset(pref_args.preference_dataset, pref_args.preference_split)
+    if pref_args.dataset_name:
+        given_pairs = load_preference_dataset(
+            pref_args.dataset_name, pref_args.dataset_train_split, pref_args.dataset_config
+        )
     settle_cpu_precision(training_args)
     push = take_push_request(training_args)
     set_seed(training_args.seed)
@@ -200,12 +206,13 @@ def main(policy_args, data_args, pref_args, gen_args, peft_args, output_args, tr
 
     # Reviews the policy never trained on (the same document split as clm_distilgpt2 with the same seed)
     # give the perplexity check and the held-out prompts; training prompts come from the training side.
-    train_texts, held_out, _ = load_lm_texts(data_args, training_args.seed)
+    review_args = review_text_arguments(pref_args)
+    train_texts, held_out, _ = load_lm_texts(review_args, training_args.seed)
     held_out_texts = held_out["text"]
     perplexity_texts = held_out.select(range(min(pref_args.perplexity_texts, len(held_out))))
     eval_prompts = review_openings(held_out_texts[len(perplexity_texts) :], pref_args.prompt_words)
     eval_prompts = eval_prompts[: pref_args.num_eval_prompts]
-    blocks = tokenize_for_lm(perplexity_texts, tokenizer, data_args.block_size, True, tokenizer.eos_token_id)
+    blocks = tokenize_for_lm(perplexity_texts, tokenizer, review_args.block_size, True, tokenizer.eos_token_id)
 
     results = {"perplexity_blocks": len(blocks), "eval_prompts": len(eval_prompts)}
     eval_batch = training_args.per_device_eval_batch_size
@@ -226,8 +233,7 @@ def main(policy_args, data_args, pref_args, gen_args, peft_args, output_args, tr
     before_eval = trainer.evaluate()
     results["before_eval_reward_accuracy"] = before_eval.get("eval_rewards/accuracies")
 
-    if output_args.overwrite_output_dir and not training_args.resume_from_checkpoint:
-        clear_output_dir(output_dir)
+    open_run_folder(run)
     train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     results.update({key if key.startswith("train_") else f"train_{key}": v for key, v in train_result.metrics.items()})
     after_eval = trainer.evaluate()
@@ -236,8 +242,16 @@ def main(policy_args, data_args, pref_args, gen_args, peft_args, output_args, tr
         eval_reward_margin=after_eval["eval_rewards/margins"],
         eval_loss=after_eval["eval_loss"],
     )
+    trainer.save_model(run.staging)  # every process calls it (FSDP and DeepSpeed gather weights); one writes
+    trainer.save_state()
+    with main_process_writes() as writer:
+        if writer:
+            remove_pickled_training_args(run.staging)
+    results["saved_weights_bytes"] = folder_size_bytes(run.staging)
 
-    policy = trainer.model
+    # Held-out figures are those of the saved policy, reloaded as a user loads it, not of the model in memory.
+    policy = load_saved_model(AutoModelForCausalLM, run.staging, lambda: load_policy(model_args)[0])
+    pad_with_eos(policy, tokenizer)
     results["perplexity"] = held_out_perplexity(policy, blocks, tokenizer.pad_token_id, eval_batch)
     results["perplexity_change"] = results["perplexity"] / results["before_perplexity"] - 1
     samples_after = []
@@ -246,75 +260,69 @@ def main(policy_args, data_args, pref_args, gen_args, peft_args, output_args, tr
             policy, tokenizer, judge, eval_prompts, gen_args, pref_args.generation_batch_size
         )
         results["positive_share_change"] = results["positive_share"] - results["before_positive_share"]
+    results["tracker_runs"] = tracker_runs(training_args)
 
-    trainer.save_model(output_dir)
-    remove_pickled_training_args(output_dir)
-    results["saved_weights_bytes"] = folder_size_bytes(output_dir)
-    write_json(os.path.join(output_dir, "log_history.json"), trainer.state.log_history)
-    write_json(
-        os.path.join(output_dir, "run_config.json"),
-        resolved_config(policy_args, data_args, pref_args, gen_args, peft_args, training_args),
-    )
-    write_json(os.path.join(output_dir, "samples.json"), {"before": samples_before, "after": samples_after})
-    plot_training_curves(
-        trainer.state.log_history,
-        os.path.join(output_dir, "training_curves.png"),
-        metrics=("eval_rewards/accuracies", "eval_rewards/margins"),
-    )
-    write_dpo_card(
-        output_dir, results, samples_before, samples_after, model_args, data_args, pref_args, peft_args, training_args
-    )
-    finish_run(output_dir, results)
+    with main_process_writes() as writer:
+        if writer:
+            write_json(run.path("log_history.json"), trainer.state.log_history)
+            write_json(
+                run.path("run_config.json"),
+                resolved_config(policy_args, pref_args, gen_args, peft_args, training_args),
+            )
+            write_json(run.path("samples.json"), {"before": samples_before, "after": samples_after})
+            plot_training_curves(
+                trainer.state.log_history,
+                run.path("training_curves.png"),
+                metrics=("eval_rewards/accuracies", "eval_rewards/margins"),
+            )
+            write_dpo_card(run, results, samples_before, samples_after, model_args, pref_args, peft_args, training_args)
+    finish_run(run, results)
     print_summary(results, samples_after)
-    print(f"Saved to {output_dir}", flush=True)
-    if push:
-        publish(output_dir, push)
+    say(f"Saved to {run.final}")
+    if push and is_main_process():
+        publish(run.final, push)
+    wait_for_everyone()
     return results
 
 
 def print_summary(results: dict, samples_after: list[dict]) -> None:
-    print(
+    say(
         f"\nDPO on {results['train_pairs']} pairs: held-out reward accuracy {results['eval_reward_accuracy']:.3f}, "
-        f"margin {results['eval_reward_margin']:.3f}",
-        flush=True,
+        f"margin {results['eval_reward_margin']:.3f}"
     )
-    print(
+    say(
         f"Held-out review perplexity: {results['before_perplexity']:.1f} -> {results['perplexity']:.1f} "
-        f"({results['perplexity_change']:+.0%})",
-        flush=True,
+        f"({results['perplexity_change']:+.0%})"
     )
     if "positive_share" in results:
-        print(
+        say(
             f"Judged positive ({results['eval_prompts']} held-out prompts): "
             f"{results['before_positive_share']:.1%} -> {results['positive_share']:.1%} "
-            f"({results['positive_share_change'] * 100:+.1f} points)",
-            flush=True,
+            f"({results['positive_share_change'] * 100:+.1f} points)"
         )
         for sample in samples_after[:3]:
-            print(f"  {sample['prompt']!r} -> {sample['continuation']!r} (p={sample['p_positive']})", flush=True)
+            say(f"  {sample['prompt']!r} -> {sample['continuation']!r} (p={sample['p_positive']})")
 
 
-def write_dpo_card(
-    output_dir, results, samples_before, samples_after, model_args, data_args, pref_args, peft_args, training_args
-):
+def write_dpo_card(run, results, samples_before, samples_after, model_args, pref_args, peft_args, training_args):
     from huggingface_hub import EvalResult, ModelCardData
 
     start = model_args.model_name_or_path
     base = None if os.path.isdir(start) else hub_model_id(start)
-    hub_data = hub_dataset_id(data_args.dataset_name)
-    model_name = training_args.hub_model_id or os.path.basename(os.path.abspath(output_dir))
+    hub_data = hub_dataset_id(pref_args.review_dataset)
+    model_name = training_args.hub_model_id or os.path.basename(os.path.abspath(run.final))
     metrics = [("perplexity", "Perplexity", results["perplexity"], "held-out reviews")]
     if "positive_share" in results:
         metrics.append(("positive_share", "Share judged positive", results["positive_share"], "held-out prompts"))
     metrics.append(("reward_accuracy", "DPO reward accuracy", results["eval_reward_accuracy"], "held-out pairs"))
-    adapter = describe_adapter(peft_args, QuantizationArguments())
+    adapter = describe_adapter(model_args, peft_args)
     card_data = ModelCardData(
         language="en",
         license="apache-2.0",
         library_name="peft" if adapter else "transformers",
         pipeline_tag="text-generation",
         base_model=base,
-        datasets=[hub_data] + ([hub_dataset_id(pref_args.preference_dataset)] if pref_args.preference_dataset else []),
+        datasets=[hub_data] + ([hub_dataset_id(pref_args.dataset_name)] if pref_args.dataset_name else []),
         tags=["dpo", "trl", "movie-reviews", "recipes-dpo_bonus"],
         model_name=model_name,
         eval_results=[
@@ -335,7 +343,7 @@ def write_dpo_card(
         for before, after in zip(samples_before[:6], samples_after[:6], strict=True)
     ]
     write_model_card(
-        output_dir,
+        run.staging,
         "dpo.md.j2",
         card_data,
         model_name=model_name,
@@ -349,7 +357,8 @@ def write_dpo_card(
         epochs=training_args.num_train_epochs,
         seed=training_args.seed,
         samples=pairs,
-        usage_id=training_args.hub_model_id or output_dir,
+        usage_id=training_args.hub_model_id or run.final,
+        tracker_runs=results["tracker_runs"],
     )
 
 

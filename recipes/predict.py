@@ -4,12 +4,12 @@
     echo "Loved every minute" | python recipes/predict.py --model outputs/sft_sentiment
 
 Texts are prepared exactly as in training (cleaning, and head+tail truncation when the run used it,
-read from the folder's run_config.json), so scores match the run's held-out evaluation.
+read from the run_config.json published with the model, locally or on the Hub), so scores match the run's
+held-out evaluation.
 """
 
 import argparse
 import json
-import os
 import sys
 from types import SimpleNamespace
 
@@ -19,16 +19,26 @@ from transformers import AutoModelForSequenceClassification
 from recipe_utils.data import clean_text, tokenize_reviews
 from recipe_utils.errors import RecipeError, exit_on_recipe_error
 from recipe_utils.inference import predict_probabilities
-from recipe_utils.models import load_pretrained, load_tokenizer
+from recipe_utils.models import load_pretrained, load_tokenizer, resolve_model_path
 
 
-def truncation_settings(model_path: str, tokenizer) -> SimpleNamespace:
-    """The run's truncation when its run_config.json is at hand; else the tokenizer's own limit, head only."""
-    config_path = os.path.join(model_path, "run_config.json")
-    if os.path.isfile(config_path):
-        with open(config_path, encoding="utf-8") as handle:
+def truncation_settings(model: str, revision: str, tokenizer) -> SimpleNamespace:
+    """The run's truncation, from the run_config.json published with the model (a folder or a Hub repo, read
+    through the Hub client); a model without one keeps the first tokens its tokenizer allows."""
+    from transformers.utils import cached_file
+
+    path = cached_file(
+        resolve_model_path(model),
+        "run_config.json",
+        revision=revision,
+        _raise_exceptions_for_missing_entries=False,
+        _raise_exceptions_for_connection_errors=False,
+    )
+    if path:
+        with open(path, encoding="utf-8") as handle:
             config = json.load(handle)
-        return SimpleNamespace(**{key: config[key] for key in ("max_length", "truncation", "head_tokens")})
+        if all(key in config for key in ("max_length", "truncation", "head_tokens")):
+            return SimpleNamespace(**{key: config[key] for key in ("max_length", "truncation", "head_tokens")})
     return SimpleNamespace(max_length=min(tokenizer.model_max_length, 512), truncation="head", head_tokens=0)
 
 
@@ -36,6 +46,7 @@ def truncation_settings(model_path: str, tokenizer) -> SimpleNamespace:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="Model folder or Hub id of a fine-tuned classifier.")
+    parser.add_argument("--revision", default="main", help="Hub branch, tag or commit.")
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("texts", nargs="*", help="Texts to classify; none: one text per line on stdin.")
     args = parser.parse_args(argv)
@@ -43,12 +54,12 @@ def main(argv=None):
     if not texts:
         raise RecipeError("no text to classify: pass texts as arguments or one per line on stdin")
     model_args = SimpleNamespace(
-        model_name_or_path=args.model, model_revision="main", trust_remote_code=False, dtype="float32"
+        model_name_or_path=args.model, model_revision=args.revision, trust_remote_code=False, dtype="float32"
     )
     tokenizer = load_tokenizer(model_args)
     model = load_pretrained(AutoModelForSequenceClassification, model_args)
     dataset = datasets.Dataset.from_dict({"text": [clean_text(text) for text in texts]})
-    tokenized = tokenize_reviews(dataset, tokenizer, truncation_settings(args.model, tokenizer))
+    tokenized = tokenize_reviews(dataset, tokenizer, truncation_settings(args.model, args.revision, tokenizer))
     probabilities = predict_probabilities(model, tokenized, tokenizer, args.batch_size)
     for text, row in zip(texts, probabilities, strict=True):
         best = int(row.argmax())

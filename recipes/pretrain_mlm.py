@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from transformers import AutoModelForMaskedLM, DataCollatorForLanguageModeling, Trainer, TrainingArguments, set_seed
 
-from recipe_utils.adapters import folder_size_bytes
+from recipe_utils.adapters import folder_size_bytes, load_saved_model
 from recipe_utils.args import (
     FreezeArguments,
     LanguageModelingDataArguments,
@@ -33,6 +33,7 @@ from recipe_utils.args import (
 )
 from recipe_utils.cards import eval_results, write_model_card
 from recipe_utils.data import clean_text, describe_dataset, hub_dataset_id, load_raw_dataset, require_columns
+from recipe_utils.distributed import is_main_process, main_process_writes, say, wait_for_everyone
 from recipe_utils.errors import RecipeError, exit_on_recipe_error
 from recipe_utils.hardware import peak_memory_mb, reset_peak_memory, settle_cpu_precision
 from recipe_utils.hub import publish, take_push_request
@@ -44,16 +45,10 @@ from recipe_utils.lm import (
     train_wordpiece_tokenizer,
 )
 from recipe_utils.models import apply_freezing, hub_model_id, load_pretrained, load_tokenizer
-from recipe_utils.outputs import (
-    check_output_dir,
-    clear_output_dir,
-    finish_run,
-    remove_pickled_training_args,
-    resolve_resume,
-    resolved_config,
-    write_json,
-)
+from recipe_utils.outputs import remove_pickled_training_args, resolved_config, write_json
 from recipe_utils.report import plot_training_curves
+from recipe_utils.run_folder import claim_output_dir, finish_run, open_run_folder
+from recipe_utils.tracking import tracker_runs
 
 
 @dataclass
@@ -131,10 +126,7 @@ def review_texts(mlm_args, seed: int):
 
 
 def main(model_args, scratch_args, data_args, mlm_args, freeze_args, output_args, training_args):
-    output_dir = training_args.output_dir
-    resolve_resume(training_args)
-    if not training_args.resume_from_checkpoint:
-        check_output_dir(output_dir, output_args.overwrite_output_dir)
+    run = claim_output_dir(training_args, output_args.overwrite_output_dir)
     settle_cpu_precision(training_args)
     # The blocks hold special-token masks and (whole-word masking) offsets for the collator, not the model.
     training_args.remove_unused_columns = False
@@ -190,50 +182,57 @@ def main(model_args, scratch_args, data_args, mlm_args, freeze_args, output_args
         processing_class=tokenizer,
         data_collator=collator(),
     )
-    if output_args.overwrite_output_dir and not training_args.resume_from_checkpoint:
-        clear_output_dir(output_dir)
+    open_run_folder(run)
     reset_peak_memory()
     train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     results.update({key if key.startswith("train_") else f"train_{key}": v for key, v in train_result.metrics.items()})
     results["train_peak_memory_mb"] = peak_memory_mb()
-    results.update(held_out("", trainer.model))
+    trainer.save_model(run.staging)  # every process calls it (FSDP and DeepSpeed gather weights); one writes
+    trainer.save_state()
+    with main_process_writes() as writer:
+        if writer:
+            remove_pickled_training_args(run.staging)
+    results["saved_weights_bytes"] = folder_size_bytes(run.staging)
+
+    # Held-out figures are those of the saved model, reloaded as a user loads it, not of the model in memory.
+    results.update(held_out("", load_saved_model(AutoModelForMaskedLM, run.staging, None)))
     results["eval_loss"] = math.log(results["perplexity"])
     results["perplexity_ratio"] = results["before_perplexity"] / results["perplexity"]
     results["review_perplexity_ratio"] = results["before_review_perplexity"] / results["review_perplexity"]
+    results["tracker_runs"] = tracker_runs(training_args)
 
-    trainer.save_model(output_dir)
-    remove_pickled_training_args(output_dir)
-    results["saved_weights_bytes"] = folder_size_bytes(output_dir)
-    write_json(os.path.join(output_dir, "log_history.json"), trainer.state.log_history)
-    write_json(
-        os.path.join(output_dir, "run_config.json"),
-        resolved_config(model_args, scratch_args, data_args, mlm_args, freeze_args, training_args),
-    )
-    plot_training_curves(trainer.state.log_history, os.path.join(output_dir, "training_curves.png"), metrics=())
-    mask_token = tokenizer.mask_token
-    write_mlm_card(output_dir, results, mask_token, model_args, scratch_args, data_args, mlm_args, training_args)
-    print(
+    with main_process_writes() as writer:
+        if writer:
+            write_json(run.path("log_history.json"), trainer.state.log_history)
+            write_json(
+                run.path("run_config.json"),
+                resolved_config(model_args, scratch_args, data_args, mlm_args, freeze_args, training_args),
+            )
+            plot_training_curves(trainer.state.log_history, run.path("training_curves.png"), metrics=())
+            mask_token = tokenizer.mask_token
+            write_mlm_card(run, results, mask_token, model_args, scratch_args, data_args, mlm_args, training_args)
+    say(
         f"\nHeld-out masked-LM perplexity, {results['eval_blocks']} blocks of {data_args.block_size} tokens of "
         f"{data_args.dataset_name}: {results['before_perplexity']:.1f} before -> {results['perplexity']:.1f} after "
         f"({results['perplexity_ratio']:.1f}x lower)\n"
         f"On {results['review_eval_samples']} reviews of {mlm_args.review_dataset}: "
-        f"{results['before_review_perplexity']:.1f} -> {results['review_perplexity']:.1f}",
-        flush=True,
+        f"{results['before_review_perplexity']:.1f} -> {results['review_perplexity']:.1f}"
     )
-    finish_run(output_dir, results)
-    print(f"Saved to {output_dir}", flush=True)
-    if push:
-        publish(output_dir, push)
+    finish_run(run, results)
+    say(f"Saved to {run.final}")
+    if push and is_main_process():
+        publish(run.final, push)
+    wait_for_everyone()
     return results
 
 
-def write_mlm_card(output_dir, results, mask_token, model_args, scratch_args, data_args, mlm_args, training_args):
+def write_mlm_card(run, results, mask_token, model_args, scratch_args, data_args, mlm_args, training_args):
     from huggingface_hub import ModelCardData
 
     from_scratch = scratch_args.model_type is not None
     base = None if from_scratch or os.path.isdir(model_args.model_name_or_path) else model_args.model_name_or_path
     hub_data = hub_dataset_id(data_args.dataset_name)
-    model_name = training_args.hub_model_id or os.path.basename(os.path.abspath(output_dir))
+    model_name = training_args.hub_model_id or os.path.basename(os.path.abspath(run.final))
     split = f"held-out {int(data_args.eval_fraction * 100)}% of documents"
     card_data = ModelCardData(
         language="en",
@@ -265,7 +264,7 @@ def write_mlm_card(output_dir, results, mask_token, model_args, scratch_args, da
     else:
         start = hub_model_id(model_args.model_name_or_path)
     write_model_card(
-        output_dir,
+        run.staging,
         "mlm.md.j2",
         card_data,
         model_name=model_name,
@@ -282,7 +281,8 @@ def write_mlm_card(output_dir, results, mask_token, model_args, scratch_args, da
         epochs=training_args.num_train_epochs,
         seed=training_args.seed,
         mask_token=mask_token,
-        usage_id=training_args.hub_model_id or output_dir,
+        usage_id=training_args.hub_model_id or run.final,
+        tracker_runs=results["tracker_runs"],
     )
 
 

@@ -32,6 +32,7 @@ from recipe_utils.adapters import (
     check_quantizable,
     describe_adapter,
     folder_size_bytes,
+    load_saved_model,
     quantization_config,
     quantized_weight_report,
     wrap_with_peft,
@@ -51,8 +52,9 @@ from recipe_utils.baselines import (
     tfidf_predictions,
     tuned_tfidf_predictions,
 )
-from recipe_utils.cards import eval_results, write_model_card
+from recipe_utils.cards import classifier_usage, eval_results, write_model_card
 from recipe_utils.data import hub_dataset_id, prepare_classification_data, tokenize_reviews
+from recipe_utils.distributed import is_main_process, main_process_writes, say, wait_for_everyone, world_size
 from recipe_utils.errors import RecipeError, exit_on_recipe_error
 from recipe_utils.hardware import peak_memory_mb, reset_peak_memory, settle_cpu_precision
 from recipe_utils.hub import publish, take_push_request
@@ -67,16 +69,10 @@ from recipe_utils.models import (
     parameter_counts,
 )
 from recipe_utils.optim import layerwise_parameter_groups, uses_layerwise_rates
-from recipe_utils.outputs import (
-    check_output_dir,
-    clear_output_dir,
-    finish_run,
-    remove_pickled_training_args,
-    resolve_resume,
-    resolved_config,
-    write_json,
-)
+from recipe_utils.outputs import remove_pickled_training_args, resolved_config, write_json
 from recipe_utils.report import comparison_rows, markdown_table, plot_confusion_matrix, plot_training_curves
+from recipe_utils.run_folder import claim_output_dir, finish_run, open_run_folder
+from recipe_utils.tracking import tracker_runs
 
 
 @dataclass
@@ -133,14 +129,26 @@ def build_model(model_args, freeze_args, peft_args, quant_args, label_names) -> 
     quantization packs them or any adapter wraps them."""
     skeleton = classifier_skeleton(model_args, label_names)
     full_count = sum(parameter.numel() for parameter in skeleton.parameters())
-    quantization = quantization_config(quant_args)
-    if quantization is not None:
+    quantization = quantization_config(model_args, quant_args, "SEQ_CLS")
+    if model_args.load_in_4bit:
         check_quantizable(skeleton, quant_args.quantization_skip_modules)
     model = load_classifier(model_args, label_names, quantization_config=quantization)
     if peft_args.peft_method == "none":
         return model, apply_freezing(model, freeze_args.freeze_strategy, freeze_args.unfreeze_top_k)
-    model = wrap_with_peft(model, peft_args, "SEQ_CLS", quantized=quantization is not None)
+    model = wrap_with_peft(model, model_args, peft_args, "SEQ_CLS")
     return model, parameter_counts(model, total=full_count)
+
+
+def load_saved_classifier(folder, model_args, quant_args, label_names):
+    """The classifier a run saved, as a user loads it (an adapter on its base, 4-bit for QLoRA)."""
+    from transformers import AutoModelForSequenceClassification
+
+    quantization = quantization_config(model_args, quant_args, "SEQ_CLS")
+    return load_saved_model(
+        AutoModelForSequenceClassification,
+        folder,
+        lambda: load_classifier(model_args, label_names, quantization_config=quantization),
+    )
 
 
 def compute_metrics(prediction):
@@ -243,7 +251,7 @@ def train_plain(model, train_dataset, tokenizer, args: TrainingArguments, param_
                         "learning_rate": scheduler.get_last_lr()[0],
                     }
                 )
-                print(f"step {step}/{total_steps} loss {loss.item():.4f}", flush=True)
+                say(f"step {step}/{total_steps} loss {loss.item():.4f}")
             if step == total_steps:
                 break
     history.append(
@@ -294,17 +302,18 @@ def hp_search(model_init, training_args, script_args, train_tokenized, tokenizer
     ]
     shutil.rmtree(scratch, ignore_errors=True)
     for trial in trials:
-        print(f"hp trial {trial}", flush=True)
-    print(f"hp best: {best.hyperparameters} (validation accuracy {best.objective:.4f})", flush=True)
+        say(f"hp trial {trial}")
+    say(f"hp best: {best.hyperparameters} (validation accuracy {best.objective:.4f})")
     return {"best": best.hyperparameters, "trials": trials}
 
 
 def main(model_args, data_args, freeze_args, peft_args, quant_args, script_args, output_args, training_args):
-    output_dir = training_args.output_dir
-    resolve_resume(training_args)
-    if not training_args.resume_from_checkpoint:
-        check_output_dir(output_dir, output_args.overwrite_output_dir)
-    check_peft_options(peft_args, quant_args, freeze_args)
+    run = claim_output_dir(training_args, output_args.overwrite_output_dir)
+    check_peft_options(model_args, peft_args, freeze_args)
+    if script_args.trainer == "plain" and world_size() > 1:
+        raise RecipeError(
+            "--trainer plain is a one-process loop: run it with python, or use --trainer hf to launch many"
+        )
     settle_cpu_precision(training_args)
     push = take_push_request(training_args)
     set_seed(training_args.seed)
@@ -323,7 +332,7 @@ def main(model_args, data_args, freeze_args, peft_args, quant_args, script_args,
 
     model, counts = model_init()
     results.update(counts, peft_method=peft_args.peft_method)
-    if quant_args.load_in_4bit:
+    if model_args.load_in_4bit:
         results.update(quantized_weight_report(model))
     # The run's starting point (for adapters: the base model with the adapter at its initial, no-op state).
     before, _ = score(model, eval_tokenized, tokenizer, eval_batch, "before")
@@ -337,16 +346,15 @@ def main(model_args, data_args, freeze_args, peft_args, quant_args, script_args,
         set_seed(training_args.seed)
         model, _ = model_init()
 
-    if output_args.overwrite_output_dir and not training_args.resume_from_checkpoint:
-        clear_output_dir(output_dir)
+    open_run_folder(run)
     reset_peak_memory()
     if script_args.trainer == "plain":
         log_history = train_plain(
             model, train_tokenized, tokenizer, training_args, parameter_groups(model, training_args, freeze_args)
         )
         train_metrics = {key: value for key, value in log_history[-1].items() if key != "step"}
-        os.makedirs(output_dir, exist_ok=True)
-        model.save_pretrained(output_dir)
+        model.save_pretrained(run.staging)
+        trainer_state(log_history, training_args).save_to_json(run.path("trainer_state.json"))
     else:
         optimizer_cls_and_kwargs = None
         if uses_layerwise_rates(freeze_args.layer_lr_decay, freeze_args.head_lr_scale):
@@ -365,82 +373,97 @@ def main(model_args, data_args, freeze_args, peft_args, quant_args, script_args,
         )
         train_metrics = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint).metrics
         log_history = trainer.state.log_history
-        trainer.save_model(output_dir)
-        remove_pickled_training_args(output_dir)
-    # pipeline(..., truncation=True) then cuts reviews at the length the model was trained on.
-    tokenizer.model_max_length = data_args.max_length
-    tokenizer.save_pretrained(output_dir)
+        trainer.save_model(run.staging)  # every process calls it (FSDP and DeepSpeed gather weights); one writes
+        trainer.save_state()
     results.update({key if key.startswith("train_") else f"train_{key}": value for key, value in train_metrics.items()})
     results["train_peak_memory_mb"] = peak_memory_mb()
+    with main_process_writes() as writer:
+        if writer:
+            remove_pickled_training_args(run.staging)
+            # pipeline(..., truncation=True) then cuts reviews at the length the model was trained on.
+            tokenizer.model_max_length = data_args.max_length
+            tokenizer.save_pretrained(run.staging)
+            if peft_args.merge_adapter:
+                base = load_classifier(model_args, data.label_names)
+                results["merged_dir"] = os.path.join(
+                    run.final, os.path.basename(write_merged_model(base, run.staging, tokenizer))
+                )
+    results["saved_weights_bytes"] = folder_size_bytes(run.staging)
 
-    results["saved_weights_bytes"] = folder_size_bytes(output_dir)
-    if peft_args.merge_adapter:
-        base = load_classifier(model_args, data.label_names)
-        results["merged_dir"] = write_merged_model(base, output_dir, tokenizer)
-
-    after, predictions = score(model, eval_tokenized, tokenizer, eval_batch, "eval")
+    # Held-out figures are those of the saved model, reloaded as a user loads it, not of the model in memory.
+    saved = load_saved_classifier(run.staging, model_args, quant_args, data.label_names)
+    after, predictions = score(saved, eval_tokenized, tokenizer, eval_batch, "eval")
     results.update(after)
     matrix = confusion(eval_tokenized["labels"], predictions, len(data.label_names))
     results["eval_confusion_matrix"] = matrix
     if search:
         results["hp_search_best"], results["hp_search_trials"] = search["best"], search["trials"]
+    results["tracker_runs"] = tracker_runs(training_args)
 
-    write_json(os.path.join(output_dir, "log_history.json"), log_history)
-    write_json(
-        os.path.join(output_dir, "run_config.json"),
-        resolved_config(model_args, data_args, freeze_args, peft_args, quant_args, script_args, training_args),
-    )
-    # The held-out scores before and after training frame the curve even when no evaluation ran mid-training.
-    final_step = max((entry.get("step", 0) for entry in log_history), default=0)
-    framed = [
-        {"step": 0, **{k.replace("before_", "eval_"): v for k, v in before.items()}},
-        *log_history,
-        {"step": final_step, **after},
-    ]
-    plot_training_curves(framed, os.path.join(output_dir, "training_curves.png"))
-    plot_confusion_matrix(matrix, data.label_names, os.path.join(output_dir, "confusion_matrix.png"))
     table = markdown_table(comparison_rows(results))
-    write_sentiment_card(
-        output_dir,
-        results,
-        table,
-        model_args,
-        data_args,
-        freeze_args,
-        peft_args,
-        quant_args,
-        script_args,
-        training_args,
-        data,
-    )
-    finish_run(output_dir, results)
-    print(f"\nHeld-out results ({results['eval_samples']} reviews):\n{table}\n\nSaved to {output_dir}", flush=True)
-    if push:
-        publish(output_dir, push)
+    with main_process_writes() as writer:
+        if writer:
+            write_json(run.path("log_history.json"), log_history)
+            write_json(
+                run.path("run_config.json"),
+                resolved_config(model_args, data_args, freeze_args, peft_args, quant_args, script_args, training_args),
+            )
+            # The held-out scores before and after training frame the curve even when no evaluation ran mid-training.
+            final_step = max((entry.get("step", 0) for entry in log_history), default=0)
+            framed = [
+                {"step": 0, **{k.replace("before_", "eval_"): v for k, v in before.items()}},
+                *log_history,
+                {"step": final_step, **after},
+            ]
+            plot_training_curves(framed, run.path("training_curves.png"))
+            plot_confusion_matrix(matrix, data.label_names, run.path("confusion_matrix.png"))
+            write_sentiment_card(
+                run,
+                results,
+                table,
+                model_args,
+                data_args,
+                freeze_args,
+                peft_args,
+                quant_args,
+                script_args,
+                training_args,
+                data,
+            )
+    finish_run(run, results)
+    say(f"\nHeld-out results ({results['eval_samples']} reviews):\n{table}\n\nSaved to {run.final}")
+    if push and is_main_process():
+        publish(run.final, push)
+    wait_for_everyone()
     return results
 
 
+def trainer_state(log_history: list[dict], training_args):
+    """The Trainer's trainer_state.json for a run of the plain loop, so tools that read it work the same."""
+    from transformers import TrainerState
+
+    final = log_history[-1]
+    return TrainerState(
+        global_step=final.get("step", 0),
+        max_steps=final.get("step", 0),
+        num_train_epochs=training_args.num_train_epochs,
+        logging_steps=training_args.logging_steps,
+        train_batch_size=training_args.per_device_train_batch_size,
+        log_history=log_history,
+    )
+
+
 def write_sentiment_card(
-    output_dir,
-    results,
-    table,
-    model_args,
-    data_args,
-    freeze_args,
-    peft_args,
-    quant_args,
-    script_args,
-    training_args,
-    data,
+    run, results, table, model_args, data_args, freeze_args, peft_args, quant_args, script_args, training_args, data
 ):
     from huggingface_hub import ModelCardData
 
-    adapter = describe_adapter(peft_args, quant_args)
+    adapter = describe_adapter(model_args, peft_args)
     base = model_args.model_name_or_path
     hub_base = hub_model_id(base)
     hub_data = hub_dataset_id(data_args.dataset_name)
-    model_name = training_args.hub_model_id or os.path.basename(os.path.abspath(output_dir))
-    split = data_args.eval_split or f"held-out {results['eval_samples']} of {data_args.train_split}"
+    model_name = training_args.hub_model_id or os.path.basename(os.path.abspath(run.final))
+    split = data_args.dataset_test_split or f"held-out {results['eval_samples']} of {data_args.dataset_train_split}"
     card_data = ModelCardData(
         language="en",
         license="apache-2.0",
@@ -451,7 +474,7 @@ def write_sentiment_card(
         datasets=[hub_data],
         tags=["sentiment-analysis", "movie-reviews", "recipes-sft_sentiment"]
         + ([peft_args.peft_method.replace("_", "-")] if adapter else [])
-        + (["qlora", "4-bit"] if quant_args.load_in_4bit else []),
+        + (["qlora", "4-bit"] if model_args.load_in_4bit else []),
         model_name=model_name,
         eval_results=eval_results(results, model_name, "text-classification", hub_data, hub_data, split),
     )
@@ -473,13 +496,23 @@ def write_sentiment_card(
         "mixed precision": "bf16" if training_args.bf16 else "fp16" if training_args.fp16 else "no (fp32)",
         "seed": training_args.seed,
     }
+    usage_id = training_args.hub_model_id or run.final
+    quantization = None
+    if model_args.load_in_4bit or model_args.load_in_8bit:
+        config = quantization_config(model_args, quant_args, "SEQ_CLS")
+        keys = ["load_in_4bit", "load_in_8bit", "llm_int8_skip_modules"]
+        if model_args.load_in_4bit:
+            keys += ["bnb_4bit_quant_type", "bnb_4bit_use_double_quant"]
+        quantization = {key: getattr(config, key) for key in keys if getattr(config, key)}
+        if model_args.load_in_4bit:
+            quantization["bnb_4bit_compute_dtype"] = model_args.dtype
     truncation = (
         f"first {data_args.head_tokens} and last {data_args.max_length - data_args.head_tokens} tokens kept"
         if data_args.truncation == "head_tail"
         else f"first {data_args.max_length} tokens kept"
     )
     write_model_card(
-        output_dir,
+        run.staging,
         "sft_sentiment.md.j2",
         card_data,
         model_name=model_name,
@@ -501,7 +534,9 @@ def write_sentiment_card(
         hyperparameters=hyperparameters,
         random_init=model_args.random_init,
         hardware="GPU" if torch.cuda.is_available() else "CPU",
-        usage_id=training_args.hub_model_id or output_dir,
+        usage_id=usage_id,
+        usage_code=classifier_usage(usage_id, data.label_names, hub_base if adapter else None, quantization),
+        tracker_runs=results["tracker_runs"],
         **{
             key: results[key]
             for key in (

@@ -1,0 +1,69 @@
+"""One writer under `accelerate launch`: which process is the main one, barriers, messages printed once,
+and evaluation shared across processes.
+
+Every recipe runs with one process or many (one per GPU, or two CPU processes over gloo). Training is the
+Trainer's business; everything else a recipe does to the filesystem or the Hub happens on the main process
+while the others wait at `wait_for_everyone()`, and result lines print once.
+"""
+
+import contextlib
+import os
+
+import torch
+
+
+def world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", 1))
+
+
+def _distributed() -> bool:
+    return world_size() > 1 and torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
+def rank() -> int:
+    return torch.distributed.get_rank() if _distributed() else int(os.environ.get("RANK", 0))
+
+
+def is_main_process() -> bool:
+    return rank() == 0
+
+
+def wait_for_everyone() -> None:
+    """A barrier across processes (nothing with one process)."""
+    if _distributed():
+        torch.distributed.barrier()
+
+
+@contextlib.contextmanager
+def main_process_writes():
+    """Run the block on the main process only; every process leaves it together, after the writes are done.
+
+    The block's body is skipped on the others: `with main_process_writes() as writer: if writer: ...`.
+    """
+    try:
+        yield is_main_process()
+    finally:
+        wait_for_everyone()
+
+
+def say(message: str) -> None:
+    """Print once per run, from the main process."""
+    if is_main_process():
+        print(message, flush=True)
+
+
+def shard(count: int) -> range:
+    """The rows this process scores when `count` rows are shared out round-robin."""
+    return range(rank(), count, world_size())
+
+
+def gather_rows(values: list, count: int) -> list:
+    """Reassemble per-row results of `shard(count)` from every process into one list in row order."""
+    if not _distributed():
+        return values
+    gathered = [None] * world_size()
+    torch.distributed.all_gather_object(gathered, values)
+    rows = [None] * count
+    for process, part in enumerate(gathered):
+        rows[process :: world_size()] = part
+    return rows
