@@ -7,6 +7,7 @@ get_peft_config and get_quantization_config. What TRL lacks is here: prompt tuni
 the classification head kept with the adapter, merging, and the check for layers too narrow for 4 bits.
 """
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 
@@ -123,15 +124,16 @@ def peft_config(model_args, peft_args: PeftArguments, task_type: str, model: nn.
     from peft import IA3Config, PromptTuningConfig
     from trl import get_peft_config
 
+    settle_peft_method(model_args, peft_args)
     if peft_args.peft_method == "none":
         return None
     modules_to_save = model_args.lora_modules_to_save
     if modules_to_save is None and task_type == "SEQ_CLS":
         modules_to_save = task_head_modules(model)
     if peft_args.peft_method == "lora":
-        config = get_peft_config(model_args)
-        config.task_type = task_type
-        config.modules_to_save = modules_to_save
+        config = get_peft_config(
+            dataclasses.replace(model_args, lora_task_type=task_type, lora_modules_to_save=modules_to_save)
+        )
     elif peft_args.peft_method == "ia3":
         # IA3 scales keys, values and feed-forward outputs: peft's per-architecture default targets.
         config = IA3Config(task_type=task_type, modules_to_save=modules_to_save)
@@ -161,10 +163,18 @@ def wrap_with_peft(model: nn.Module, model_args, peft_args: PeftArguments, task_
         # Casts norms to fp32 and enables input gradients so LoRA on frozen 4-bit layers gets a gradient.
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     try:
-        return get_peft_model(model, config)
+        return leave_the_card_to_the_recipe(get_peft_model(model, config))
     except ValueError as err:
         # Whatever else peft refuses (e.g. modules_to_save on an unsupported module type), in one line.
         raise RecipeError(f"cannot apply {peft_args.peft_method}: {str(err).strip().splitlines()[0]}") from None
+
+
+def leave_the_card_to_the_recipe(model):
+    """A PeftModel writes a placeholder README.md whenever it is saved; the recipe writes the real card once,
+    after the save, so the placeholder would only be a second write of the same file."""
+    if hasattr(model, "create_or_update_model_card"):
+        model.create_or_update_model_card = lambda output_dir: None
+    return model
 
 
 def load_saved_model(auto_class, folder: str, load_base):

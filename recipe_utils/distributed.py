@@ -12,6 +12,13 @@ import os
 import torch
 
 
+def join_processes(training_args) -> None:
+    """Start the process group now (the Trainer would, later), so barriers and broadcasts work from the start
+    of a run launched on several processes; nothing happens with one."""
+    if world_size() > 1:
+        _ = training_args.device
+
+
 def world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", 1))
 
@@ -67,3 +74,13 @@ def gather_rows(values: list, count: int) -> list:
     for process, part in enumerate(gathered):
         rows[process :: world_size()] = part
     return rows
+
+
+def from_main_process(make):
+    """`make()` on the main process, its result sent to every other one: for what is not reproducible from
+    process to process (a tokenizer trained here breaks ties between equally frequent merges by hash order)."""
+    if not _distributed():
+        return make()
+    box = [make() if is_main_process() else None]
+    torch.distributed.broadcast_object_list(box, src=0)
+    return box[0]

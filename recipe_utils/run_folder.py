@@ -16,7 +16,7 @@ import re
 import shutil
 from dataclasses import dataclass
 
-from recipe_utils.distributed import main_process_writes, say
+from recipe_utils.distributed import join_processes, main_process_writes, say
 from recipe_utils.errors import RecipeError
 from recipe_utils.outputs import write_json
 
@@ -52,7 +52,9 @@ def _complete_checkpoints(folder: str) -> list[str]:
 
 def claim_output_dir(training_args, overwrite: bool) -> RunFolder:
     """Check output_dir against the flags, resolve --resume_from_checkpoint, and point the Trainer at the
-    staging folder. Touches nothing on disk: a run that fails on bad input later leaves no trace."""
+    staging folder. Touches nothing on disk: a run that fails on bad input later leaves no trace.
+    Under several processes this is where they first meet (the process group starts here)."""
+    join_processes(training_args)
     final = os.path.normpath(training_args.output_dir)
     staging = staging_path(final)
     if os.path.exists(final) and not os.path.isdir(final):

@@ -39,7 +39,7 @@ from recipe_utils.args import (
 )
 from recipe_utils.cards import write_model_card
 from recipe_utils.data import describe_dataset, hub_dataset_id
-from recipe_utils.distributed import is_main_process, main_process_writes, say, wait_for_everyone
+from recipe_utils.distributed import from_main_process, is_main_process, main_process_writes, say, wait_for_everyone
 from recipe_utils.errors import RecipeError, exit_on_recipe_error
 from recipe_utils.generation import GenerationArguments, generate, interactive_loop
 from recipe_utils.hardware import settle_cpu_precision
@@ -95,7 +95,7 @@ def build_model_and_tokenizer(model_args, scratch_args, train_texts, quantized: 
         if scratch_args.tokenizer_name:
             tokenizer = load_tokenizer(type(model_args)(model_name_or_path=scratch_args.tokenizer_name))
         else:
-            tokenizer = train_bpe_tokenizer(train_texts, scratch_args.tokenizer_vocab_size)
+            tokenizer = from_main_process(lambda: train_bpe_tokenizer(train_texts, scratch_args.tokenizer_vocab_size))
         special = {"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id}
         config = config_from_scratch(scratch_args.model_type, scratch_args.config_overrides, len(tokenizer), special)
         model = AutoModelForCausalLM.from_config(config)

@@ -25,6 +25,7 @@ from recipe_utils.adapters import (
     check_peft_options,
     describe_adapter,
     folder_size_bytes,
+    leave_the_card_to_the_recipe,
     load_saved_model,
     peft_config,
 )
@@ -228,6 +229,7 @@ def main(policy_args, pref_args, gen_args, peft_args, output_args, training_args
     results.update(pair_stats)
 
     trainer = build_trainer(model, tokenizer, training_args, peft_args, train_pairs, eval_pairs, model_args)
+    leave_the_card_to_the_recipe(trainer.model)
     results.update(parameter_counts(trainer.model))
     results["global_batch_size"] = global_batch_size(training_args)
     before_eval = trainer.evaluate()

@@ -33,7 +33,7 @@ from recipe_utils.args import (
 )
 from recipe_utils.cards import eval_results, write_model_card
 from recipe_utils.data import clean_text, describe_dataset, hub_dataset_id, load_raw_dataset, require_columns
-from recipe_utils.distributed import is_main_process, main_process_writes, say, wait_for_everyone
+from recipe_utils.distributed import from_main_process, is_main_process, main_process_writes, say, wait_for_everyone
 from recipe_utils.errors import RecipeError, exit_on_recipe_error
 from recipe_utils.hardware import peak_memory_mb, reset_peak_memory, settle_cpu_precision
 from recipe_utils.hub import publish, take_push_request
@@ -89,7 +89,7 @@ def build_model_and_tokenizer(model_args, scratch_args, train_texts):
     if scratch_args.tokenizer_name:
         tokenizer = load_tokenizer(type(model_args)(model_name_or_path=scratch_args.tokenizer_name))
     else:
-        tokenizer = train_wordpiece_tokenizer(train_texts, scratch_args.tokenizer_vocab_size)
+        tokenizer = from_main_process(lambda: train_wordpiece_tokenizer(train_texts, scratch_args.tokenizer_vocab_size))
     # Every id a BERT-family config may name (ModernBERT's defaults point past a small vocabulary).
     special = {
         "pad_token_id": tokenizer.pad_token_id,

@@ -323,6 +323,8 @@ def main(model_args, data_args, freeze_args, peft_args, quant_args, script_args,
     tokenizer = load_tokenizer(model_args)
     train_tokenized = tokenize_reviews(data.train, tokenizer, data_args)
     eval_tokenized = tokenize_reviews(data.eval, tokenizer, data_args)
+    # Saved with the model: pipeline(..., truncation=True) then cuts reviews at the length it was trained on.
+    tokenizer.model_max_length = data_args.max_length
     eval_batch = training_args.per_device_eval_batch_size
     results = {**data.stats, "global_batch_size": global_batch}
     results.update(baseline_results(data, data_args, script_args, model_args, training_args.seed, eval_batch))
@@ -380,9 +382,8 @@ def main(model_args, data_args, freeze_args, peft_args, quant_args, script_args,
     with main_process_writes() as writer:
         if writer:
             remove_pickled_training_args(run.staging)
-            # pipeline(..., truncation=True) then cuts reviews at the length the model was trained on.
-            tokenizer.model_max_length = data_args.max_length
-            tokenizer.save_pretrained(run.staging)
+            if script_args.trainer == "plain":  # the Trainer saves its tokenizer with the model
+                tokenizer.save_pretrained(run.staging)
             if peft_args.merge_adapter:
                 base = load_classifier(model_args, data.label_names)
                 results["merged_dir"] = os.path.join(

@@ -99,3 +99,45 @@ def assert_token_absent(*folders: str) -> None:
             for name in files:
                 with open(os.path.join(root, name), "rb") as handle:
                     assert HUB_TOKEN.encode() not in handle.read(), os.path.join(root, name)
+
+
+WRITE_AUDIT = os.path.join(ROOT, "tests", "write_audit")
+
+
+def launch(script: str, *args: str, processes: int = 1, env: dict | None = None) -> subprocess.CompletedProcess:
+    """A recipe as one process (python) or as several CPU processes (accelerate launch, DDP over gloo)."""
+    if processes == 1:
+        return run_script(script, *args, env=env)
+    command = [
+        os.path.join(os.path.dirname(sys.executable), "accelerate"),
+        "launch",
+        "--config_file",
+        os.path.join(ROOT, "accelerate_configs", "cpu_ddp.yaml"),
+        "--num_processes",
+        str(processes),
+        "--num_cpu_threads_per_process",
+        "1",
+        os.path.join(ROOT, script),
+        *args,
+        "--use_cpu",
+        "true",
+    ]
+    env = {**(env or {**os.environ, "PYTHONPATH": ROOT}), "CUDA_VISIBLE_DEVICES": ""}
+    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+
+
+def audited(env: dict, root: str, log: str) -> dict:
+    """`env` plus the write audit (tests/write_audit): every write under `root` is logged with its RANK."""
+    return {**env, "PYTHONPATH": f"{WRITE_AUDIT}{os.pathsep}{env.get('PYTHONPATH', ROOT)}"} | {
+        "WRITE_AUDIT_ROOT": root,
+        "WRITE_AUDIT_LOG": log,
+    }
+
+
+def audit_events(log: str) -> list[dict]:
+    with open(log) as handle:
+        return [json.loads(line) for line in handle]
+
+
+def relative_files(folder: str) -> set[str]:
+    return {os.path.relpath(os.path.join(root, name), folder) for root, _, names in os.walk(folder) for name in names}

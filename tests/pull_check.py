@@ -2,7 +2,7 @@
 
 Run as a subprocess (HF_ENDPOINT is read when huggingface_hub is imported). Prints one JSON object:
 which files differ, the largest logit difference between the pulled and the local model, the
-pulled card's eval results and, for classifiers, held-out accuracy of both through pipeline().
+pulled card's eval results and, for classifiers, held-out accuracy of both through the usage code of each card.
 """
 
 import argparse
@@ -50,24 +50,42 @@ def load(kind: str, name: str, local: str):
 def run_quantization(local: str):
     """The 4-bit config a QLoRA run loaded its base with (None for other runs), from its run_config.json."""
     from recipe_utils.adapters import QuantizationArguments, quantization_config
+    from recipe_utils.args import ModelArguments
 
     with open(os.path.join(local, "run_config.json")) as handle:
         config = json.load(handle)
-    fields = {name: config[name] for name in QuantizationArguments.__dataclass_fields__ if name in config}
-    return quantization_config(QuantizationArguments(**fields))
+
+    def fields(cls):
+        return {name: config[name] for name in cls.__dataclass_fields__ if name in config}
+
+    return quantization_config(
+        ModelArguments(**fields(ModelArguments)), QuantizationArguments(**fields(QuantizationArguments)), "SEQ_CLS"
+    )
 
 
-def held_out_accuracy(model_name: str, run_config: dict) -> float:
-    from transformers import pipeline
-
+def held_out_texts(run_config: dict):
+    """The run's held-out reviews and their label names, rebuilt from its own run_config.json."""
     from recipe_utils.args import DataArguments
     from recipe_utils.data import prepare_classification_data
 
     fields = {name: run_config[name] for name in DataArguments.__dataclass_fields__}
     data = prepare_classification_data(SimpleNamespace(**fields), seed=run_config["seed"])
-    classifier = pipeline("text-classification", model=model_name)
-    predicted = [item["label"] for item in classifier(list(data.eval["text"]), truncation=True, batch_size=32)]
-    truth = [data.label_names[label] for label in data.eval["label"]]
+    return list(data.eval["text"]), [data.label_names[label] for label in data.eval["label"]]
+
+
+def card_usage_accuracy(card_text: str, texts: list[str], truth: list[str], batch_size: int) -> float:
+    """Run the usage code of a card as a user pastes it, then score the held-out reviews with its classify(),
+    in the length-sorted batches the recipe scored them in (so padding is the same)."""
+    code = card_text.split("```python", 1)[1].split("```", 1)[0]
+    namespace = {}
+    exec(compile(code, "card-usage", "exec"), namespace)
+    lengths = [len(namespace["encode"](text)) for text in texts]
+    order = sorted(range(len(texts)), key=lambda index: -lengths[index])
+    predicted = [None] * len(texts)
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        for row, label in zip(rows, namespace["classify"]([texts[row] for row in rows]), strict=True):
+            predicted[row] = label
     return sum(p == t for p, t in zip(predicted, truth, strict=True)) / len(truth)
 
 
@@ -108,8 +126,13 @@ def main():
     if args.kind == "classifier":
         with open(os.path.join(pulled, "run_config.json")) as handle:
             run_config = json.load(handle)
-        report["pulled_accuracy"] = held_out_accuracy(args.repo, run_config)
-        report["local_accuracy"] = held_out_accuracy(args.local, run_config)
+        texts, truth = held_out_texts(run_config)
+        with open(os.path.join(args.local, "README.md")) as handle:
+            local_card = handle.read()
+        batch = run_config["per_device_eval_batch_size"]
+        report["pulled_accuracy"] = card_usage_accuracy(card.text, texts, truth, batch)
+        report["local_accuracy"] = card_usage_accuracy(local_card, texts, truth, batch)
+        report["held_out_texts"], report["held_out_labels"] = texts, truth
     print(json.dumps(report))
 
 

@@ -37,11 +37,12 @@ def batch():
     return tokenizer(REVIEWS, padding=True, return_tensors="pt")
 
 
-def build(method: str, quantized: bool = False, **peft_fields):
-    quantization = quantization_config(QuantizationArguments(load_in_4bit=quantized))
+def build(method: str, quantized: bool = False, **lora_fields):
+    model_args = ModelArguments(load_in_4bit=quantized, use_bnb_nested_quant=True, **lora_fields)
+    quantization = quantization_config(model_args, QuantizationArguments(), "SEQ_CLS")
     torch.manual_seed(0)
-    model = load_classifier(MODEL, LABELS, quantization_config=quantization)
-    return wrap_with_peft(model, PeftArguments(peft_method=method, **peft_fields), "SEQ_CLS", quantized)
+    model = load_classifier(model_args, LABELS, quantization_config=quantization)
+    return wrap_with_peft(model, model_args, PeftArguments(peft_method=method), "SEQ_CLS")
 
 
 def train_steps(model, batch, steps: int, learning_rate: float) -> list[float]:
@@ -103,8 +104,9 @@ def test_adapter_save_reload_and_merge_reproduce_the_trained_logits(batch, tmp_p
 
 
 def test_qlora_linear_layers_are_really_4_bit_and_the_head_is_not():
+    four_bit = ModelArguments(load_in_4bit=True)
     model = load_classifier(
-        MODEL, LABELS, quantization_config=quantization_config(QuantizationArguments(load_in_4bit=True))
+        four_bit, LABELS, quantization_config=quantization_config(four_bit, QuantizationArguments(), "SEQ_CLS")
     )
     quantized = {name for name, m in model.named_modules() if isinstance(m, bnb.nn.Linear4bit)}
     assert len(quantized) == 36  # 6 layers x (query, key, value, attention output, intermediate, output)
@@ -124,19 +126,30 @@ def test_layers_too_narrow_for_4_bit_are_named_before_loading():
 
 
 @pytest.mark.parametrize(
-    "peft_fields,quant_fields,freeze_fields,message",
+    "peft_fields,model_fields,freeze_fields,message",
     [
-        ({}, {"load_in_4bit": True}, {}, "4-bit base model cannot train its own weights"),
+        ({}, {"load_in_4bit": True}, {}, "quantized base model cannot train its own weights"),
+        ({}, {"load_in_8bit": True}, {}, "quantized base model cannot train its own weights"),
         ({"peft_method": "prompt_tuning", "merge_adapter": True}, {}, {}, "merge_adapter works for lora and ia3"),
-        ({"peft_method": "lora"}, {}, {"freeze_strategy": "head"}, "freeze_strategy applies to full fine-tuning"),
+        ({}, {"use_peft": True}, {"freeze_strategy": "head"}, "freeze_strategy applies to full fine-tuning"),
         ({"peft_method": "lora"}, {}, {"layer_lr_decay": 0.9}, "apply to full fine-tuning, not to adapters"),
     ],
 )
-def test_impossible_combinations_are_refused(peft_fields, quant_fields, freeze_fields, message):
+def test_impossible_combinations_are_refused(peft_fields, model_fields, freeze_fields, message):
     with pytest.raises(RecipeError, match=message):
         check_peft_options(
-            PeftArguments(**peft_fields), QuantizationArguments(**quant_fields), FreezeArguments(**freeze_fields)
+            ModelArguments(**model_fields), PeftArguments(**peft_fields), FreezeArguments(**freeze_fields)
         )
+
+
+@pytest.mark.parametrize(
+    "use_peft,method,expected",
+    [(True, "none", "lora"), (False, "lora", "lora"), (True, "ia3", "ia3"), (False, "none", "none")],
+)
+def test_trls_use_peft_and_peft_method_settle_on_one_choice(use_peft, method, expected):
+    model_args, peft_args = ModelArguments(use_peft=use_peft), PeftArguments(peft_method=method)
+    check_peft_options(model_args, peft_args)
+    assert peft_args.peft_method == expected and model_args.use_peft == (expected != "none")
 
 
 def test_lora_target_modules_that_match_nothing_are_a_clear_error():

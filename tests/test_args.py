@@ -77,3 +77,63 @@ def test_report_to_takes_a_comma_separated_list_on_the_command_line():
 
     (training_args,) = parse_args([TrainingArguments], ["--output_dir", "x", "--report_to", "wandb,tensorboard"])
     assert training_args.report_to == ["wandb", "tensorboard"]
+
+
+# The model, LoRA and quantization block of an alignment-handbook QLoRA recipe (zephyr-7b-beta), unchanged.
+HANDBOOK_QLORA = """
+# Model arguments
+model_name_or_path: mistralai/Mistral-7B-v0.1
+model_revision: main
+dtype: bfloat16
+attn_implementation: flash_attention_2
+
+# LoRA arguments
+use_peft: true
+load_in_4bit: true
+lora_r: 128
+lora_alpha: 128
+lora_dropout: 0.05
+lora_target_modules:
+- q_proj
+- k_proj
+- v_proj
+- o_proj
+- gate_proj
+- up_proj
+- down_proj
+use_bnb_nested_quant: true
+bnb_4bit_quant_type: nf4
+"""
+
+
+def test_a_handbook_qlora_block_parses_unchanged_and_builds_what_trls_helpers_build(write_file, tmp_path):
+    import sys
+
+    from trl import ModelConfig, TrlParser, get_peft_config, get_quantization_config
+
+    from recipe_utils.adapters import check_peft_options, peft_config, quantization_config
+    from tests.conftest import ROOT
+
+    sys.path.insert(0, f"{ROOT}/recipes")
+    import clm_distilgpt2
+
+    config = write_file("qlora.yaml", HANDBOOK_QLORA + f"output_dir: {tmp_path}\n")
+    model_args, *_, peft_args, _, _, _ = parse_args(clm_distilgpt2.make_parser_types(), ["--config", config])
+    check_peft_options(model_args, peft_args)
+    (trl_args,) = TrlParser([ModelConfig]).parse_yaml_file(write_file("trl.yaml", HANDBOOK_QLORA))
+    assert peft_args.peft_method == "lora" and model_args.attn_implementation == "flash_attention_2"
+    ours, theirs = peft_config(model_args, peft_args, "CAUSAL_LM", None), get_peft_config(trl_args)
+    assert ours.to_dict() == theirs.to_dict()
+    assert quantization_config(model_args).to_dict() == get_quantization_config(trl_args).to_dict()
+    # DoRA and rsLoRA reach peft under TRL's names too.
+    model_args.use_dora, model_args.use_rslora = True, True
+    dora = peft_config(model_args, peft_args, "CAUSAL_LM", None)
+    assert dora.use_dora and dora.use_rslora
+
+
+def test_older_names_stay_aliases_of_trls(write_file, tmp_path):
+    config = write_file("c.yaml", f"train_split: train\neval_split: test\noutput_dir: {tmp_path}\n")
+    _, data, _, _ = parse_args(TYPES, ["--config", config])
+    assert (data.dataset_train_split, data.dataset_test_split) == ("train", "test")
+    _, data, _, _ = parse_args(TYPES, ["--eval_split", "validation", "--output_dir", str(tmp_path)])
+    assert data.dataset_test_split == "validation"

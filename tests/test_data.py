@@ -117,7 +117,7 @@ def test_leakage_guard_removes_eval_split_texts_from_training(tmp_path, monkeypa
         "load_raw_dataset",
         lambda name, split="train", config=None: original(str(tmp_path / f"{split}.jsonl"), split),
     )
-    data = prepare_classification_data(DataArguments(dataset_name="any", eval_split="test"), seed=0)
+    data = prepare_classification_data(DataArguments(dataset_name="any", dataset_test_split="test"), seed=0)
     assert data.stats["leaked_eval_texts"] == 10
     assert len(data.eval) == 20 and len(data.train) == 30
     assert not set(data.train["text"]) & set(data.eval["text"])

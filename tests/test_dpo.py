@@ -157,11 +157,11 @@ def _trainer(policy_dir, pairs_path, tmp_path, peft_method):
     from recipe_utils.adapters import PeftArguments
     from recipe_utils.args import ModelArguments
 
-    model_args = ModelArguments(model_name_or_path=policy_dir)
+    model_args = ModelArguments(model_name_or_path=policy_dir, lora_target_modules=["c_attn"])
     model, tokenizer = dpo_bonus.load_policy(model_args)
     pairs = datasets.load_dataset("json", data_files=pairs_path, split="train").select(range(8))
     args = DPOConfig(output_dir=str(tmp_path / "out"), use_cpu=True, report_to="none", max_length=64)
-    peft_args = PeftArguments(peft_method=peft_method, lora_target_modules=["c_attn"])
+    peft_args = PeftArguments(peft_method=peft_method)
     return dpo_bonus.build_trainer(model, tokenizer, args, peft_args, pairs, pairs, model_args)
 
 
@@ -268,10 +268,16 @@ def test_judged_run_builds_pairs_from_its_own_samples(tiny_policy, tiny_judge, t
     )
     results = results_of(result, output_dir)
     assert results["train_pairs"] + results["eval_pairs"] <= 48
-    assert 0 <= results["before_positive_share"] <= 1 and 0 <= results["positive_share"] <= 1
     with open(os.path.join(output_dir, "samples.json")) as handle:
         samples = json.load(handle)
     assert len(samples["after"]) == results["eval_prompts"] == 16
+    # The shares are the judge's verdicts on the very samples saved with the run, before and after.
+    for key, side in (("before_positive_share", "before"), ("positive_share", "after")):
+        verdicts = [sample["p_positive"] > 0.5 for sample in samples[side]]
+        assert results[key] == pytest.approx(sum(verdicts) / len(verdicts)), key
+    assert results["positive_share_change"] == pytest.approx(
+        results["positive_share"] - results["before_positive_share"]
+    )
 
 
 def _dpo_run_with_hub_flags(policy, pairs, output_dir, env):

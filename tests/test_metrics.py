@@ -42,3 +42,10 @@ def test_zero_shot_stars_collapse_onto_polarity():
         ]
     )
     assert map_zero_shot_probabilities(probabilities, stars, label_map).tolist() == [0, 1, 1]
+
+
+def test_the_majority_baseline_predicts_the_most_frequent_training_class():
+    from recipe_utils.baselines import majority_predictions
+
+    assert majority_predictions([1, 0, 1, 1], 3).tolist() == [1, 1, 1]
+    assert majority_predictions([0, 2, 2, 1, 0, 2], 2).tolist() == [2, 2]

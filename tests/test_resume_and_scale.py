@@ -1,4 +1,4 @@
-"""Resume after SIGKILL equals an uninterrupted run; two CPU processes (DDP over gloo) match one process.
+"""Resume after SIGKILL equals an uninterrupted run; a run killed while overwriting leaves the old run or the new.
 
 Both use the causal-LM recipe with a tiny GPT-2 built from scratch on real reviews: seconds per run.
 bench/resume_trials.py repeats the kill-and-resume trial at random steps (make resume_trials).
@@ -15,7 +15,7 @@ import pytest
 from safetensors.torch import load_file
 
 from recipe_utils.errors import RecipeError
-from recipe_utils.outputs import resolve_resume
+from recipe_utils.run_folder import claim_output_dir, staging_path
 from tests.conftest import ROOT, run_script
 
 # No dropout: a run split over two processes draws other dropout masks than one process would.
@@ -53,18 +53,23 @@ def _final_state(output_dir):
 def test_latest_skips_a_checkpoint_that_was_cut_off_while_saving(tmp_path):
     from types import SimpleNamespace
 
+    staging = tmp_path / "run.staging"
     for step, complete in ((3, True), (6, True), (9, False)):
-        folder = tmp_path / f"checkpoint-{step}"
-        folder.mkdir()
+        folder = staging / f"checkpoint-{step}"
+        folder.mkdir(parents=True)
         if complete:
             (folder / "trainer_state.json").write_text("{}")
-    args = SimpleNamespace(resume_from_checkpoint="latest", output_dir=str(tmp_path))
-    resolve_resume(args)
-    assert args.resume_from_checkpoint == str(tmp_path / "checkpoint-6")
+    args = SimpleNamespace(resume_from_checkpoint="latest", output_dir=str(tmp_path / "run"))
+    run = claim_output_dir(args, overwrite=False)
+    assert args.resume_from_checkpoint == str(staging / "checkpoint-6") and run.resuming_in_staging
+    assert args.output_dir == str(staging)  # the resumed run goes on writing beside output_dir
     with pytest.raises(RecipeError, match="incomplete checkpoint"):
-        resolve_resume(SimpleNamespace(resume_from_checkpoint=str(tmp_path / "checkpoint-9"), output_dir="x"))
+        claim_output_dir(SimpleNamespace(resume_from_checkpoint=str(staging / "checkpoint-9"), output_dir="x"), False)
     with pytest.raises(RecipeError, match="no complete checkpoint"):
-        resolve_resume(SimpleNamespace(resume_from_checkpoint="latest", output_dir=str(tmp_path / "empty")))
+        claim_output_dir(SimpleNamespace(resume_from_checkpoint="latest", output_dir=str(tmp_path / "empty")), False)
+    # A new run over an unfinished one must say whether to continue it or start over.
+    with pytest.raises(RecipeError, match="--resume_from_checkpoint latest"):
+        claim_output_dir(SimpleNamespace(resume_from_checkpoint=None, output_dir=str(tmp_path / "run")), False)
 
 
 def kill_after_checkpoint(output_dir: str, step: int, delay: float = 0.0, timeout: float = 600) -> int:
@@ -75,7 +80,7 @@ def kill_after_checkpoint(output_dir: str, step: int, delay: float = 0.0, timeou
     process = subprocess.Popen(
         [*command, "--output_dir", output_dir], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    marker = os.path.join(output_dir, f"checkpoint-{step}", "trainer_state.json")
+    marker = os.path.join(staging_path(output_dir), f"checkpoint-{step}", "trainer_state.json")
     deadline = time.time() + timeout
     while not os.path.exists(marker) and process.poll() is None and time.time() < deadline:
         time.sleep(0.05)
@@ -83,7 +88,8 @@ def kill_after_checkpoint(output_dir: str, step: int, delay: float = 0.0, timeou
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert not os.path.exists(os.path.join(output_dir, "all_results.json")), "the run finished before the kill"
-    return max(int(name.split("-")[1]) for name in os.listdir(output_dir) if name.startswith("checkpoint-"))
+    staging = staging_path(output_dir)
+    return max(int(name.split("-")[1]) for name in os.listdir(staging) if name.startswith("checkpoint-"))
 
 
 @pytest.fixture(scope="module")
@@ -117,44 +123,58 @@ def test_starting_over_another_runs_checkpoints_needs_resume_or_overwrite(uninte
     assert os.listdir(output_dir) == ["checkpoint-3"]
 
 
-def _losses(output_dir):
-    with open(os.path.join(output_dir, "log_history.json")) as handle:
-        return [entry["loss"] for entry in json.load(handle) if "loss" in entry]
+def _digests(folder: str) -> dict:
+    import hashlib
+
+    digests = {}
+    for root, _, names in os.walk(folder):
+        for name in names:
+            with open(os.path.join(root, name), "rb") as handle:
+                digests[os.path.relpath(os.path.join(root, name), folder)] = hashlib.sha256(handle.read()).hexdigest()
+    return digests
 
 
-def test_two_cpu_processes_match_one_process_at_the_same_global_batch(tmp_path):
-    common = [*TINY, "--max_steps", "8", "--logging_steps", "2", "--save_strategy", "no"]
-    one = str(tmp_path / "one")
-    single = run_script("recipes/clm_distilgpt2.py", *common, "--per_device_train_batch_size", "8", "--output_dir", one)
-    assert single.returncode == 0, single.stderr[-3000:]
+def test_a_run_killed_while_overwriting_leaves_the_old_run_or_the_new_one_byte_for_byte(tmp_path):
+    import shutil
 
-    two = str(tmp_path / "two")
-    launch = [
-        os.path.join(os.path.dirname(sys.executable), "accelerate"),
-        "launch",
-        "--config_file",
-        os.path.join(ROOT, "accelerate_configs", "cpu_ddp.yaml"),
-        "--num_cpu_threads_per_process",
-        "1",
-        os.path.join(ROOT, "recipes", "clm_distilgpt2.py"),
-    ]
-    env = {**os.environ, "PYTHONPATH": ROOT, "CUDA_VISIBLE_DEVICES": ""}
-    ddp = subprocess.run(
-        [*launch, *common, "--per_device_train_batch_size", "4", "--output_dir", two, "--use_cpu", "true"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert ddp.returncode == 0, ddp.stderr[-3000:]
-    assert "global batch size: 8 = 4 per device x 1 accumulation x 2 processes" in ddp.stdout
-    with open(os.path.join(two, "all_results.json")) as handle:
-        assert json.load(handle)["global_batch_size"] == 8
-    # Same samples per step, gradients averaged across processes. Before any update the losses agree to
-    # float precision; afterwards within 1%: the all-reduce sums gradients in another order, and Adam turns
-    # a rounding-level difference in a near-zero gradient into a full-size step for that weight.
-    losses_one, losses_two = _losses(one), _losses(two)
-    assert len(losses_two) == len(losses_one) == 4
-    assert losses_two[0] == pytest.approx(losses_one[0], rel=1e-5)
-    assert losses_two == pytest.approx(losses_one, rel=1e-2)
+    overwrite = [*TINY, "--max_steps", "4", "--save_strategy", "no", "--logging_steps", "2"]
+    output_dir, pristine = str(tmp_path / "run"), str(tmp_path / "pristine")
+    old = run_script("recipes/clm_distilgpt2.py", *overwrite, "--max_steps", "2", "--output_dir", output_dir)
+    assert old.returncode == 0, old.stderr[-3000:]
+    shutil.copytree(output_dir, pristine)
+    old_digests = _digests(output_dir)
+    reference = str(tmp_path / "reference")  # the new run, uninterrupted
+    assert run_script("recipes/clm_distilgpt2.py", *overwrite, "--output_dir", reference).returncode == 0
+    new_files, new_weights = set(_digests(reference)), _digests(reference)["model.safetensors"]
+
+    staging = staging_path(output_dir)
+    # Kill points from start-up to the swap: before any output, with the staging folder fresh, once the
+    # weights, the card and all_results.json are written there, and while the old run is being deleted.
+    markers = [None, staging, f"{staging}/model.safetensors", f"{staging}/README.md", f"{staging}/all_results.json"]
+    markers.append(f"{output_dir}.replaced")
+    outcomes = []
+    command = [sys.executable, os.path.join(ROOT, "recipes/clm_distilgpt2.py"), *overwrite]
+    for marker in markers:
+        process = subprocess.Popen(
+            [*command, "--output_dir", output_dir, "--overwrite_output_dir"],
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": ROOT},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.time() + (2 if marker is None else 600)
+        while (marker is None or not os.path.exists(marker)) and process.poll() is None and time.time() < deadline:
+            time.sleep(0.01)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        now = _digests(output_dir)
+        if now == old_digests:
+            outcomes.append("old")
+            continue
+        assert set(now) == new_files, f"killed at {marker}: {sorted(set(now) ^ new_files)}"
+        assert now["model.safetensors"] == new_weights, f"killed at {marker}: other weights"
+        outcomes.append("new")
+        shutil.rmtree(output_dir)
+        shutil.copytree(pristine, output_dir)
+        old_digests = _digests(output_dir)
+    assert outcomes.count("old") >= 4, outcomes  # most kill points fall before the swap

