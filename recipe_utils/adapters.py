@@ -134,6 +134,10 @@ def peft_config(model_args, peft_args: PeftArguments, task_type: str, model: nn.
         config = get_peft_config(
             dataclasses.replace(model_args, lora_task_type=task_type, lora_modules_to_save=modules_to_save)
         )
+        if isinstance(config.target_modules, str) and config.target_modules != "all-linear":
+            # ModelConfig turns a one-name list into that name, which peft would read as a regular expression
+            # matched against whole module paths ("c_attn" matches no "transformer.h.0.attn.c_attn").
+            config.target_modules = {config.target_modules}
     elif peft_args.peft_method == "ia3":
         # IA3 scales keys, values and feed-forward outputs: peft's per-architecture default targets.
         config = IA3Config(task_type=task_type, modules_to_save=modules_to_save)

@@ -14,7 +14,7 @@ def tracker_runs(training_args) -> list[dict]:
         run = wandb.run
         if run is not None:
             entry = {"tracker": "wandb", "project": run.project, "id": run.id, "url": run.url}
-            if run.offline:
+            if not run.url:
                 # An offline run has no page yet: `wandb sync` uploads it and prints its address.
                 entry["sync"] = f"wandb sync {os.path.dirname(run.dir)}"
             runs.append(entry)

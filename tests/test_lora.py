@@ -73,7 +73,8 @@ def test_adapter_card_names_the_base_and_shows_how_to_load_it(lora_run):
     card = ModelCard.load(os.path.join(output_dir, "README.md"))
     assert card.data.library_name == "peft" and "lora" in card.data.tags
     assert card.data.base_model == "sentence-transformers/all-MiniLM-L6-v2"
-    assert "PeftModel.from_pretrained" in card.text and "AutoPeftModelForSequenceClassification" in card.text
+    assert "PeftModel.from_pretrained(base, repo)" in card.text
+    assert "id2label={0: 'negative', 1: 'positive'}" in card.text  # the real label names, not LABEL_1
     assert "{{" not in card.content and "LoRA r=16" in card.text
 
 
