@@ -1,30 +1,51 @@
-"""What both multi-process test files check of a recipe run as two CPU processes: the same files as one
-process, every write from the main process and each file written once, one commit on the Hub."""
+"""What the recipes' tests check of a run launched as two CPU processes (accelerate launch, DDP over gloo) with
+--overwrite_output_dir --push_to_hub over a finished one-process run: the same files as that run, every write
+from the main process and each file written once, one commit on the Hub, result lines printed once."""
 
+import json
 import os
 import shutil
+import subprocess
+
+import numpy as np
 
 from tests.conftest import HUB_TOKEN, audit_events, audited, hub_env, launch, relative_files, results_of
 
+# Cheap on top of any sentiment test config: 64 training reviews, 40 held out, two steps per process.
+TINY_CLASSIFIER = [
+    "--max_train_samples",
+    "64",
+    "--eval_size",
+    "40",
+    "--max_length",
+    "64",
+    "--head_tokens",
+    "16",
+    "--max_steps",
+    "2",
+    "--per_device_train_batch_size",
+    "8",
+    "--per_device_eval_batch_size",
+    "8",
+]
 
-def one_and_two_processes(script: str, args: list[str], tmp_path, hub, repo: str) -> tuple[dict, dict, str]:
-    """Run `script` once as one process, then as two over a copy of that finished run with
-    --overwrite_output_dir --push_to_hub. Returns both results and the two-process folder."""
-    one = str(tmp_path / "one")
-    single = launch(script, *args, "--output_dir", one)
-    results_one = results_of(single, one)
 
+def two_processes_over(
+    reference: str, script: str, args: list[str], tmp_path, hub, repo: str
+) -> tuple[dict, str, subprocess.CompletedProcess]:
+    """Copy the finished one-process run `reference`, run `script` as two processes over the copy, check it."""
     two = str(tmp_path / "two")
-    shutil.copytree(one, two)  # an older finished run the two processes must replace, not half-delete
+    shutil.copytree(reference, two)  # an older finished run the two processes must replace, not half-delete
     log = str(tmp_path / "writes.jsonl")
     env = audited(hub_env(hub, str(tmp_path / "hf")), str(tmp_path), log)
     flags = ["--output_dir", two, "--overwrite_output_dir", "--push_to_hub", "--hub_model_id", repo]
     double = launch(script, *args, *flags, processes=2, env=env)
-    results_two = results_of(double, two)
+    results = results_of(double, two)
     assert HUB_TOKEN not in double.stdout + double.stderr
 
-    assert results_two["global_batch_size"] == 2 * results_one["global_batch_size"]
-    assert relative_files(two) == relative_files(one)
+    assert double.stdout.count(" x 2 processes") == 1  # the global batch line, printed once
+    assert double.stdout.count(f"Saved to {two}") == 1
+    assert relative_files(two) == relative_files(reference)
     assert not os.path.exists(two + ".staging") and not os.path.exists(two + ".replaced")
     events = [event for event in audit_events(log) if event["path"].startswith(two)]
     assert events, "the write audit saw nothing"
@@ -32,9 +53,40 @@ def one_and_two_processes(script: str, args: list[str], tmp_path, hub, repo: str
     written = [event["path"] for event in events if event["kind"] == "write"]
     twice = sorted({path for path in written if written.count(path) > 1})
     assert not twice, twice
-    # Printed once: the result line comes from the main process only.
-    assert double.stdout.count(f"Saved to {two}") == 1
     repo_state = hub.repos[repo]
     assert len(repo_state.commits) == 1, repo_state.commits
     assert set(repo_state.files) >= {"README.md", "all_results.json"}
-    return results_one, results_two, two
+    return results, two, double
+
+
+def held_out_accuracy(folder: str) -> float:
+    """Accuracy of a saved classifier on its run's whole held-out set, scored here in one process."""
+    import sft_sentiment
+
+    from recipe_utils.adapters import QuantizationArguments
+    from recipe_utils.args import DataArguments, ModelArguments
+    from recipe_utils.data import prepare_classification_data, tokenize_reviews
+    from recipe_utils.inference import predict_probabilities
+    from recipe_utils.models import load_tokenizer
+
+    with open(os.path.join(folder, "run_config.json")) as handle:
+        config = json.load(handle)
+
+    def fields(cls):
+        return cls(**{name: config[name] for name in cls.__dataclass_fields__ if name in config})
+
+    model_args, data_args = fields(ModelArguments), fields(DataArguments)
+    data = prepare_classification_data(data_args, config["seed"])
+    tokenizer = load_tokenizer(ModelArguments(model_name_or_path=folder))
+    model = sft_sentiment.load_saved_classifier(folder, model_args, fields(QuantizationArguments), data.label_names)
+    tokenized = tokenize_reviews(data.eval, tokenizer, data_args)
+    batch = config["per_device_eval_batch_size"]
+    predictions = predict_probabilities(model, tokenized, tokenizer, batch).argmax(axis=1)
+    return float(np.mean(predictions == np.array(tokenized["labels"])))
+
+
+def check_classifier_run(results: dict, folder: str, monkeypatch) -> None:
+    """Gathered, not one process's shard: every held-out review counted, and the figure is the saved model's."""
+    assert results["eval_samples"] == 40 and sum(sum(row) for row in results["eval_confusion_matrix"]) == 40
+    monkeypatch.syspath_prepend(os.path.join(os.path.dirname(os.path.dirname(__file__)), "recipes"))
+    assert results["eval_accuracy"] == held_out_accuracy(folder)

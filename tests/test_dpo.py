@@ -13,6 +13,7 @@ from recipe_utils.generation import GenerationArguments
 from recipe_utils.lm import train_bpe_tokenizer
 from recipe_utils.preferences import judged_pairs, load_preference_dataset, sample_continuations
 from tests.conftest import HUB_TOKEN, assert_token_absent, hub_env, results_of, run_script
+from tests.many_processes import two_processes_over
 
 
 def _reviews(label: int, count: int, offset: int = 0) -> list[str]:
@@ -357,3 +358,21 @@ def test_a_push_without_a_token_ends_in_one_line_after_the_local_save(tiny_polic
     last = refused.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ") and "HTTP 401" in last
     assert "hf_wrong_token_value" not in refused.stdout + refused.stderr
+
+
+def test_two_processes_over_a_finished_run_write_once_and_publish_once(
+    dataset_run, tiny_policy, tiny_judge, tmp_path, local_hub
+):
+    reference, _ = dataset_run
+    args = [*DPO_TINY, "--model_name_or_path", tiny_policy, "--judge_model", tiny_judge, "--num_prompts", "24"]
+    args += ["--min_judge_margin", "0", "--max_steps", "2", "--per_device_train_batch_size", "4"]
+    results, folder, _ = two_processes_over(
+        reference, "recipes/dpo_bonus.py", args, tmp_path, local_hub, "tester/ddp-dpo"
+    )
+    # The judge's verdicts are gathered over every held-out prompt: the shares are those of the saved samples.
+    with open(os.path.join(folder, "samples.json")) as handle:
+        samples = json.load(handle)
+    assert len(samples["after"]) == results["eval_prompts"] == 16
+    for key, side in (("before_positive_share", "before"), ("positive_share", "after")):
+        verdicts = [sample["p_positive"] > 0.5 for sample in samples[side]]
+        assert results[key] == pytest.approx(sum(verdicts) / len(verdicts)), key

@@ -8,28 +8,36 @@ import pytest
 from huggingface_hub import ModelCard
 
 from tests.conftest import assert_token_absent, push_and_pull, results_of, run_script
+from tests.many_processes import TINY_CLASSIFIER, check_classifier_run, two_processes_over
 from tests.test_sft_sentiment import TINY
 
 LORA_CONFIG = "recipes/configs/lora/demo.yaml"
+LORA_ARGS = [
+    "--config",
+    LORA_CONFIG,
+    *TINY,
+    "--max_train_samples",
+    "400",
+    "--learning_rate",
+    "2e-3",
+    "--merge_adapter",
+    "true",
+]
+QLORA_ARGS = [
+    "--config",
+    "recipes/configs/qlora/demo.yaml",
+    *TINY,
+    "--max_train_samples",
+    "160",
+    "--learning_rate",
+    "2e-3",
+]
 
 
 @pytest.fixture(scope="module")
 def lora_run(tmp_path_factory):
     output_dir = str(tmp_path_factory.mktemp("lora") / "run")
-    result = run_script(
-        "recipes/lora.py",
-        "--config",
-        LORA_CONFIG,
-        *TINY,
-        "--max_train_samples",
-        "400",
-        "--learning_rate",
-        "2e-3",
-        "--merge_adapter",
-        "true",
-        "--output_dir",
-        output_dir,
-    )
+    result = run_script("recipes/lora.py", *LORA_ARGS, "--output_dir", output_dir)
     return output_dir, results_of(result, output_dir)
 
 
@@ -78,21 +86,15 @@ def test_adapter_card_names_the_base_and_shows_how_to_load_it(lora_run):
     assert "{{" not in card.content and "LoRA r=16" in card.text
 
 
-def test_qlora_run_trains_on_a_4_bit_base_and_round_trips_through_the_local_hub(tmp_path, local_hub):
-    output_dir = str(tmp_path / "run")
-    result = run_script(
-        "recipes/qlora.py",
-        "--config",
-        "recipes/configs/qlora/demo.yaml",
-        *TINY,
-        "--max_train_samples",
-        "160",
-        "--learning_rate",
-        "2e-3",
-        "--output_dir",
-        output_dir,
-    )
-    results = results_of(result, output_dir)
+@pytest.fixture(scope="module")
+def qlora_run(tmp_path_factory):
+    output_dir = str(tmp_path_factory.mktemp("qlora") / "run")
+    result = run_script("recipes/qlora.py", *QLORA_ARGS, "--output_dir", output_dir)
+    return output_dir, results_of(result, output_dir)
+
+
+def test_qlora_run_trains_on_a_4_bit_base_and_round_trips_through_the_local_hub(qlora_run, tmp_path, local_hub):
+    output_dir, results = qlora_run
     assert results["quantized_layers"] == 36 and results["quantized_share_of_fp32"] <= 0.15
     losses = [
         entry["loss"] for entry in json.load(open(os.path.join(output_dir, "log_history.json"))) if "loss" in entry
@@ -122,3 +124,17 @@ def test_adapter_round_trips_through_the_local_hub(lora_run, local_hub, tmp_path
     # The published adapter names its base on the Hub, not a path on the training machine.
     assert "sentence-transformers/all-MiniLM-L6-v2" in report["adapter_config_base"]
     assert_token_absent(output_dir, str(tmp_path))
+
+
+@pytest.mark.parametrize("recipe", ["lora", "qlora"])
+def test_two_processes_over_a_finished_run_write_once_publish_once_and_score_everything(
+    recipe, request, tmp_path, local_hub, monkeypatch
+):
+    reference, _ = request.getfixturevalue(f"{recipe}_run")
+    args = [*(LORA_ARGS if recipe == "lora" else QLORA_ARGS), *TINY_CLASSIFIER]
+    results, folder, _ = two_processes_over(
+        reference, f"recipes/{recipe}.py", args, tmp_path, local_hub, f"tester/ddp-{recipe}"
+    )
+    check_classifier_run(results, folder, monkeypatch)
+    if recipe == "lora":  # the merged model is written once, by the main process, beside the adapter
+        assert os.path.isfile(os.path.join(folder, "merged", "model.safetensors"))

@@ -12,6 +12,7 @@ from transformers import DataCollatorForLanguageModeling, pipeline
 from recipe_utils.data import load_raw_dataset
 from recipe_utils.lm import masked_lm_perplexity, tokenize_for_mlm, train_wordpiece_tokenizer
 from tests.conftest import results_of, run_script
+from tests.many_processes import two_processes_over
 
 TINY_BERT = [
     "--config_overrides",
@@ -21,6 +22,23 @@ TINY_BERT = [
     "2000",
     "--block_size",
     "64",
+]
+
+
+PRETRAIN_ARGS = [
+    "--config",
+    "recipes/configs/pretrain_mlm/demo.yaml",
+    *TINY_BERT,
+    "--max_train_samples",
+    "1500",
+    "--max_eval_samples",
+    "150",
+    "--review_eval_samples",
+    "40",
+    "--num_train_epochs",
+    "1",
+    "--learning_rate",
+    "2e-3",
 ]
 
 
@@ -83,24 +101,7 @@ def test_whole_word_masking_masks_every_piece_of_a_word_together(news):
 @pytest.fixture(scope="module")
 def tiny_pretraining(tmp_path_factory):
     output_dir = str(tmp_path_factory.mktemp("mlm") / "run")
-    result = run_script(
-        "recipes/pretrain_mlm.py",
-        "--config",
-        "recipes/configs/pretrain_mlm/demo.yaml",
-        *TINY_BERT,
-        "--max_train_samples",
-        "1500",
-        "--max_eval_samples",
-        "150",
-        "--review_eval_samples",
-        "40",
-        "--num_train_epochs",
-        "1",
-        "--learning_rate",
-        "2e-3",
-        "--output_dir",
-        output_dir,
-    )
+    result = run_script("recipes/pretrain_mlm.py", *PRETRAIN_ARGS, "--output_dir", output_dir)
     return output_dir, results_of(result, output_dir)
 
 
@@ -218,3 +219,12 @@ def test_each_study_card_says_which_strategy_made_it(tiny_study):
     with open(os.path.join(study_dir, "pretrained_random_init", "README.md")) as handle:
         card = handle.read()
     assert "trained from random weights" in card and "random (the architecture only" in card
+
+
+def test_two_processes_over_a_finished_run_write_once_and_publish_once(tiny_pretraining, tmp_path, local_hub):
+    reference, _ = tiny_pretraining
+    args = [*PRETRAIN_ARGS, "--max_train_samples", "200", "--max_eval_samples", "20", "--max_steps", "2"]
+    results, _, _ = two_processes_over(
+        reference, "recipes/pretrain_mlm.py", args, tmp_path, local_hub, "tester/ddp-mlm"
+    )
+    assert results["eval_samples"] == 20 and results["perplexity"] < results["before_perplexity"]

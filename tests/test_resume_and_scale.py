@@ -134,25 +134,28 @@ def _digests(folder: str) -> dict:
     return digests
 
 
-def test_a_run_killed_while_overwriting_leaves_the_old_run_or_the_new_one_byte_for_byte(tmp_path):
+def test_a_run_killed_while_overwriting_leaves_the_old_run_or_the_new_one_byte_for_byte(uninterrupted, tmp_path):
     import shutil
 
-    overwrite = [*TINY, "--max_steps", "4", "--save_strategy", "no", "--logging_steps", "2"]
+    # The old run is a finished copy of the uninterrupted one; the new run repeats it, so its weights are known.
+    straight, _ = uninterrupted
     output_dir, pristine = str(tmp_path / "run"), str(tmp_path / "pristine")
-    old = run_script("recipes/clm_distilgpt2.py", *overwrite, "--max_steps", "2", "--output_dir", output_dir)
-    assert old.returncode == 0, old.stderr[-3000:]
-    shutil.copytree(output_dir, pristine)
+    shutil.copytree(straight, pristine)
+    shutil.copytree(straight, output_dir)
     old_digests = _digests(output_dir)
-    reference = str(tmp_path / "reference")  # the new run, uninterrupted
-    assert run_script("recipes/clm_distilgpt2.py", *overwrite, "--output_dir", reference).returncode == 0
-    new_files, new_weights = set(_digests(reference)), _digests(reference)["model.safetensors"]
+    new_files, new_weights = set(old_digests), old_digests["model.safetensors"]
 
     staging = staging_path(output_dir)
-    # Kill points from start-up to the swap: before any output, with the staging folder fresh, once the weights
-    # and then all_results.json (the last file before the swap) are written there. Late points may land after it.
-    markers = [None, staging, f"{staging}/model.safetensors", f"{staging}/all_results.json"]
+    # Kill points from start-up to the swap: with the staging folder fresh, mid-training once a checkpoint is
+    # written there, once the final weights and then all_results.json (the last file before the swap) are.
+    markers = [
+        staging,
+        f"{staging}/checkpoint-6/trainer_state.json",
+        f"{staging}/model.safetensors",
+        f"{staging}/all_results.json",
+    ]
     outcomes = []
-    command = [sys.executable, os.path.join(ROOT, "recipes/clm_distilgpt2.py"), *overwrite]
+    command = [sys.executable, os.path.join(ROOT, "recipes/clm_distilgpt2.py"), *CHECKPOINTED]
     for marker in markers:
         process = subprocess.Popen(
             [*command, "--output_dir", output_dir, "--overwrite_output_dir"],
@@ -161,8 +164,8 @@ def test_a_run_killed_while_overwriting_leaves_the_old_run_or_the_new_one_byte_f
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        deadline = time.time() + (2 if marker is None else 600)
-        while (marker is None or not os.path.exists(marker)) and process.poll() is None and time.time() < deadline:
+        deadline = time.time() + 600
+        while not os.path.exists(marker) and process.poll() is None and time.time() < deadline:
             time.sleep(0.01)
         process.send_signal(signal.SIGKILL)
         process.wait()
@@ -170,10 +173,11 @@ def test_a_run_killed_while_overwriting_leaves_the_old_run_or_the_new_one_byte_f
         if now == old_digests:
             outcomes.append("old")
             continue
+        # Not the old run: then the new one, complete (its results differ from the old run's in run times only).
         assert set(now) == new_files, f"killed at {marker}: {sorted(set(now) ^ new_files)}"
         assert now["model.safetensors"] == new_weights, f"killed at {marker}: other weights"
         outcomes.append("new")
         shutil.rmtree(output_dir)
         shutil.copytree(pristine, output_dir)
         old_digests = _digests(output_dir)
-    assert outcomes[:2] == ["old", "old"], outcomes  # killed before any weight was saved: the old run, whole
+    assert outcomes[:3] == ["old", "old", "old"], outcomes  # killed before the swap: the old run, whole

@@ -6,6 +6,7 @@ import os
 import pytest
 
 from tests.conftest import assert_token_absent, folder_snapshot, hub_env, push_and_pull, results_of, run_script
+from tests.many_processes import TINY_CLASSIFIER, check_classifier_run, two_processes_over
 
 CONFIG = "recipes/configs/sft_sentiment/demo.yaml"
 # Small enough for CI, large enough to show real learning: 640 reviews, 40 steps at 128 tokens, head+tail.
@@ -145,3 +146,14 @@ def test_push_to_the_local_hub_and_pull_back_reproduces_the_evaluation(trained_r
         and "--model tester/minilm-imdb-sft " in report["card_text"]
     )
     assert_token_absent(output_dir, str(tmp_path))
+
+
+def test_two_processes_over_a_finished_run_write_once_publish_once_and_score_everything(
+    trained_run, tmp_path, local_hub, monkeypatch
+):
+    reference, _, _ = trained_run
+    args = ["--config", CONFIG, *TINY, *TINY_CLASSIFIER]
+    results, folder, _ = two_processes_over(
+        reference, "recipes/sft_sentiment.py", args, tmp_path, local_hub, "tester/ddp-sft"
+    )
+    check_classifier_run(results, folder, monkeypatch)
