@@ -7,10 +7,26 @@ import sys
 
 import pytest
 
+# Shared checks in a helper module still show what differed when they fail.
+pytest.register_assert_rewrite("tests.many_processes")
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+# The longest files first: `--dist loadfile` hands files to the two workers in collection order, so they then
+# finish together instead of one worker running a long file alone at the end.
+LONGEST_FIRST = ["test_sft_variants.py", "test_sft_sentiment.py", "test_lora.py", "test_pretrain_mlm.py", "test_dpo.py"]
+
+
+def pytest_collection_modifyitems(items):
+    def rank(item):
+        name = os.path.basename(str(item.fspath))
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)
 
 
 def run_script(

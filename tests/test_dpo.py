@@ -12,7 +12,7 @@ from recipe_utils.errors import RecipeError
 from recipe_utils.generation import GenerationArguments
 from recipe_utils.lm import train_bpe_tokenizer
 from recipe_utils.preferences import judged_pairs, load_preference_dataset, sample_continuations
-from tests.conftest import HUB_TOKEN, assert_token_absent, hub_env, results_of, run_script
+from tests.conftest import assert_token_absent, hub_env, results_of, run_script
 from tests.many_processes import two_processes_over
 
 
@@ -304,35 +304,6 @@ def _dpo_run_with_hub_flags(policy, pairs, output_dir, env):
     )
 
 
-def test_push_flags_publish_the_finished_run_and_trackers_log_it(tiny_policy, review_pairs, local_hub, tmp_path):
-    output_dir = str(tmp_path / "pushed")
-    env = {**hub_env(local_hub, str(tmp_path / "hf")), "WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path)}
-    result = _dpo_run_with_hub_flags(tiny_policy, review_pairs, output_dir, env)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert HUB_TOKEN not in result.stdout + result.stderr
-    with open(os.path.join(output_dir, "all_results.json")) as handle:
-        results = json.load(handle)
-
-    pulled = run_script(
-        "tests/pull_check.py", "--repo", "tester/dpo-tiny", "--local", output_dir, "--kind", "causal_lm", env=env
-    )
-    assert pulled.returncode == 0, pulled.stderr[-3000:]
-    report = json.loads(pulled.stdout.strip().splitlines()[-1])
-    assert report["differing_files"] == [] and report["max_logit_difference"] == 0.0
-    assert report["card_eval_results"]["reward_accuracy"] == round(results["eval_reward_accuracy"], 4)
-    assert report["card_eval_results"]["perplexity"] == round(results["perplexity"], 4)
-    assert_token_absent(output_dir, str(tmp_path))
-
-    # Offline wandb keeps a run folder whose record log (run-*.wandb, protobuf) holds the logged metrics;
-    # tensorboard writes event files.
-    records = glob.glob(os.path.join(str(tmp_path), "wandb", "offline-run-*", "run-*.wandb"))
-    assert records, os.listdir(os.path.join(str(tmp_path), "wandb"))
-    with open(records[0], "rb") as handle:
-        logged = handle.read()
-    assert b"train/loss" in logged and b"eval/rewards/accuracies" in logged
-    assert glob.glob(os.path.join(output_dir, "**", "events.out.tfevents.*"), recursive=True)
-
-
 def test_a_push_without_a_token_ends_in_one_line_after_the_local_save(tiny_policy, review_pairs, local_hub, tmp_path):
     output_dir = str(tmp_path / "run")
     env = {**hub_env(local_hub, str(tmp_path / "hf"), token=None), "WANDB_MODE": "disabled"}
@@ -360,14 +331,17 @@ def test_a_push_without_a_token_ends_in_one_line_after_the_local_save(tiny_polic
     assert "hf_wrong_token_value" not in refused.stdout + refused.stderr
 
 
-def test_two_processes_over_a_finished_run_write_once_and_publish_once(
+def test_two_processes_over_a_finished_run_write_once_publish_once_and_log_to_trackers(
     dataset_run, tiny_policy, tiny_judge, tmp_path, local_hub
 ):
     reference, _ = dataset_run
     args = [*DPO_TINY, "--model_name_or_path", tiny_policy, "--judge_model", tiny_judge, "--num_prompts", "24"]
     args += ["--min_judge_margin", "0", "--max_steps", "2", "--per_device_train_batch_size", "4"]
+    args += ["--report_to", "wandb,tensorboard"]
+    trackers = {"WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path / "tracking")}
+    os.makedirs(trackers["WANDB_DIR"])
     results, folder, _ = two_processes_over(
-        reference, "recipes/dpo_bonus.py", args, tmp_path, local_hub, "tester/ddp-dpo"
+        reference, "recipes/dpo_bonus.py", args, tmp_path, local_hub, "tester/ddp-dpo", trackers
     )
     # The judge's verdicts are gathered over every held-out prompt: the shares are those of the saved samples.
     with open(os.path.join(folder, "samples.json")) as handle:
@@ -376,3 +350,26 @@ def test_two_processes_over_a_finished_run_write_once_and_publish_once(
     for key, side in (("before_positive_share", "before"), ("positive_share", "after")):
         verdicts = [sample["p_positive"] > 0.5 for sample in samples[side]]
         assert results[key] == pytest.approx(sum(verdicts) / len(verdicts)), key
+
+    # Pulled back from the one commit, the policy gives the local run's logits and its card the run's figures.
+    env = hub_env(local_hub, str(tmp_path / "hf"))
+    pulled = run_script(
+        "tests/pull_check.py", "--repo", "tester/ddp-dpo", "--local", folder, "--kind", "causal_lm", env=env
+    )
+    assert pulled.returncode == 0, pulled.stderr[-3000:]
+    report = json.loads(pulled.stdout.strip().splitlines()[-1])
+    assert report["differing_files"] == [] and report["max_logit_difference"] == 0.0
+    assert report["card_eval_results"]["reward_accuracy"] == round(results["eval_reward_accuracy"], 4)
+    assert report["card_eval_results"]["perplexity"] == round(results["perplexity"], 4)
+    assert_token_absent(folder, str(tmp_path / "tracking"))
+
+    # Offline wandb keeps a run folder whose record log (run-*.wandb, protobuf) holds the logged metrics, and the
+    # card names that run and how to upload it; tensorboard writes event files into the run folder.
+    records = glob.glob(os.path.join(trackers["WANDB_DIR"], "wandb", "offline-run-*", "run-*.wandb"))
+    assert len(records) == 1, records  # one tracker run, from the main process
+    with open(records[0], "rb") as handle:
+        logged = handle.read()
+    assert b"train/loss" in logged and b"eval/rewards/accuracies" in logged
+    (wandb_run,) = [run for run in results["tracker_runs"] if run["tracker"] == "wandb"]
+    assert f"{wandb_run['project']}/{wandb_run['id']}" in report["card_text"] and "wandb sync" in report["card_text"]
+    assert glob.glob(os.path.join(folder, "**", "events.out.tfevents.*"), recursive=True)
