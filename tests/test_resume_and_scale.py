@@ -67,9 +67,14 @@ def test_latest_skips_a_checkpoint_that_was_cut_off_while_saving(tmp_path):
         claim_output_dir(SimpleNamespace(resume_from_checkpoint=str(staging / "checkpoint-9"), output_dir="x"), False)
     with pytest.raises(RecipeError, match="no complete checkpoint"):
         claim_output_dir(SimpleNamespace(resume_from_checkpoint="latest", output_dir=str(tmp_path / "empty")), False)
-    # A new run over an unfinished one must say whether to continue it or start over.
+    # A new run over an unfinished one must say whether to continue it or start over; so must one over another
+    # run's checkpoints in output_dir itself.
     with pytest.raises(RecipeError, match="--resume_from_checkpoint latest"):
         claim_output_dir(SimpleNamespace(resume_from_checkpoint=None, output_dir=str(tmp_path / "run")), False)
+    (tmp_path / "other" / "checkpoint-3").mkdir(parents=True)
+    with pytest.raises(RecipeError, match="not empty.*--resume_from_checkpoint"):
+        claim_output_dir(SimpleNamespace(resume_from_checkpoint=None, output_dir=str(tmp_path / "other")), False)
+    assert os.listdir(tmp_path / "other") == ["checkpoint-3"]
 
 
 def kill_after_checkpoint(output_dir: str, step: int, delay: float = 0.0, timeout: float = 600) -> int:
@@ -113,14 +118,6 @@ def test_a_killed_run_resumed_from_latest_ends_equal_to_an_uninterrupted_one(uni
     assert weights.keys() == expected_weights.keys()
     assert all((weights[name] == expected_weights[name]).all() for name in weights)
     assert results["perplexity"] == expected_results["perplexity"]
-
-
-def test_starting_over_another_runs_checkpoints_needs_resume_or_overwrite(uninterrupted, tmp_path):
-    output_dir = tmp_path / "other"
-    (output_dir / "checkpoint-3").mkdir(parents=True)
-    result = run_script("recipes/clm_distilgpt2.py", *CHECKPOINTED, "--output_dir", str(output_dir))
-    assert result.returncode == 2 and "--resume_from_checkpoint" in result.stderr
-    assert os.listdir(output_dir) == ["checkpoint-3"]
 
 
 def _digests(folder: str) -> dict:

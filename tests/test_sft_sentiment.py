@@ -93,25 +93,16 @@ def test_pipeline_on_the_saved_folder_reads_plain_verdicts(trained_run):
     assert [v["label"] for v in verdicts] == ["positive", "negative"]
 
 
-def test_predict_cli_matches_the_held_out_evaluation(trained_run):
-    output_dir, _, _ = trained_run
-    result = run_script(
-        "recipes/predict.py",
-        "--model",
-        output_dir,
-        stdin="A masterpiece, I loved it.\nTerrible film, I hated every minute.\n",
-    )
-    assert result.returncode == 0, result.stderr
-    labels = [line.split("\t")[0] for line in result.stdout.strip().splitlines()]
-    assert labels == ["positive", "negative"]
+def test_existing_output_is_never_overwritten_without_the_flag(trained_run, capsys, monkeypatch):
+    monkeypatch.syspath_prepend(os.path.join(os.path.dirname(os.path.dirname(__file__)), "recipes"))
+    import sft_sentiment
 
-
-def test_existing_output_is_never_overwritten_without_the_flag(trained_run):
     output_dir, _, _ = trained_run
     before = folder_snapshot(output_dir)
-    result = run_script("recipes/sft_sentiment.py", "--config", CONFIG, *TINY, "--output_dir", output_dir)
-    assert result.returncode == 2
-    assert result.stderr.strip().splitlines()[-1].startswith("error: output_dir") and "Traceback" not in result.stderr
+    with pytest.raises(SystemExit) as exited:  # in-process: the same entry point `python recipes/...` runs
+        sft_sentiment.cli(["--config", CONFIG, *TINY, "--output_dir", output_dir])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith("error: output_dir")
     assert folder_snapshot(output_dir) == before
 
 
