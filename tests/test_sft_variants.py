@@ -49,7 +49,7 @@ def test_plain_pytorch_loop_learns_and_a_planted_leak_is_counted_and_removed(tmp
         "--trainer",
         "plain",
         "--max_train_samples",
-        "400",
+        "480",
         "--output_dir",
         output_dir,
     )
@@ -58,7 +58,7 @@ def test_plain_pytorch_loop_learns_and_a_planted_leak_is_counted_and_removed(tmp
     assert {"eval_f1", "eval_precision", "eval_recall", "train_loss", "train_runtime"} <= set(results)
     assert results["leaked_eval_texts"] == 12  # 6 verbatim copies and 6 that differ only in markup and spacing
     with open(os.path.join(output_dir, "trainer_state.json")) as handle:
-        assert json.load(handle)["global_step"] == 25  # Trainer users' tools read the plain loop's state too
+        assert json.load(handle)["global_step"] == 30  # Trainer users' tools read the plain loop's state too
 
 
 def test_the_plain_loop_refuses_several_processes_in_one_line(monkeypatch, recipes_on_path):
