@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import yaml
 from trl import ModelConfig, TrlParser
 
-from recipe_utils.distributed import say
+from recipe_utils.distributed import say, world_size
 from recipe_utils.errors import RecipeError
 
 
@@ -318,10 +318,10 @@ class FreezeArguments:
 
 def global_batch_size(training_args) -> int:
     """per-device batch x gradient accumulation x processes, announced once at the start of a run."""
-    world_size = int(os.environ.get("WORLD_SIZE", 1))
-    size = training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps * world_size
+    processes = world_size()
+    size = training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps * processes
     say(
         f"global batch size: {size} = {training_args.per_device_train_batch_size} per device "
-        f"x {training_args.gradient_accumulation_steps} accumulation x {world_size} processes"
+        f"x {training_args.gradient_accumulation_steps} accumulation x {processes} processes"
     )
     return size
