@@ -44,6 +44,35 @@ def run_script(
     )
 
 
+def run_in_process(script: str, *args: str) -> subprocess.CompletedProcess:
+    """Run a recipe's command line inside the test process: the same script, parser and main as
+    `python recipes/X.py ...`, without the ~10 s a new interpreter spends importing torch and transformers.
+
+    For runs whose outputs the tests then examine. What only a real process shows (its exit code and last
+    stderr line, stdin, SIGKILL, several processes, environment read at import such as HF_ENDPOINT) goes
+    through run_script or launch.
+    """
+    import contextlib
+    import io
+    import runpy
+
+    stdout, stderr, returncode = io.StringIO(), io.StringIO(), 0
+    command = [os.path.join(ROOT, script), *args]
+    saved_argv, saved_cwd, saved_path = sys.argv, os.getcwd(), list(sys.path)
+    sys.argv = list(command)
+    sys.path.insert(0, os.path.dirname(sys.argv[0]))  # as python does for a script: its folder first
+    os.chdir(ROOT)
+    try:
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            runpy.run_path(sys.argv[0], run_name="__main__")
+    except SystemExit as exit:
+        returncode = 0 if exit.code is None else exit.code if isinstance(exit.code, int) else 1
+    finally:
+        sys.argv, sys.path[:] = saved_argv, saved_path
+        os.chdir(saved_cwd)
+    return subprocess.CompletedProcess(command, returncode, stdout.getvalue(), stderr.getvalue())
+
+
 def results_of(result: subprocess.CompletedProcess, output_dir: str) -> dict:
     """all_results.json of a recipe run that must have succeeded (its stderr's tail is the failure message)."""
     assert result.returncode == 0, result.stderr[-3000:]
@@ -120,10 +149,8 @@ def assert_token_absent(*folders: str) -> None:
 WRITE_AUDIT = os.path.join(ROOT, "tests", "write_audit")
 
 
-def launch(script: str, *args: str, processes: int = 1, env: dict | None = None) -> subprocess.CompletedProcess:
-    """A recipe as one process (python) or as several CPU processes (accelerate launch, DDP over gloo)."""
-    if processes == 1:
-        return run_script(script, *args, env=env)
+def launch(script: str, *args: str, processes: int, env: dict | None = None) -> subprocess.CompletedProcess:
+    """A recipe as several CPU processes (accelerate launch, DDP over gloo)."""
     command = [
         os.path.join(os.path.dirname(sys.executable), "accelerate"),
         "launch",

@@ -2,7 +2,8 @@
 
 Run as a subprocess (HF_ENDPOINT is read when huggingface_hub is imported). Prints one JSON object:
 which files differ, the largest logit difference between the pulled and the local model, the
-pulled card's eval results and, for classifiers, held-out accuracy of both through the usage code of each card.
+pulled card's eval results and, for classifiers, held-out accuracy through the pulled card's usage code and
+through recipes/predict.py on the repo id.
 """
 
 import argparse
@@ -89,6 +90,20 @@ def card_usage_accuracy(card_text: str, texts: list[str], truth: list[str], batc
     return sum(p == t for p, t in zip(predicted, truth, strict=True)) / len(truth)
 
 
+def predict_accuracy(repo: str, texts: list[str], truth: list[str]) -> float:
+    """Held-out accuracy of `recipes/predict.py --model <repo>` on the texts, run in this process (which already
+    points at the test Hub) through the script's own command line."""
+    import contextlib
+    import io
+    import runpy
+
+    printed, sys.argv = io.StringIO(), [os.path.join(ROOT, "recipes", "predict.py"), "--model", repo, *texts]
+    with contextlib.redirect_stdout(printed):
+        runpy.run_path(sys.argv[0], run_name="__main__")
+    labels = [line.split("\t")[0] for line in printed.getvalue().strip().splitlines()]
+    return sum(p == t for p, t in zip(labels, truth, strict=True)) / len(truth)
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--repo", required=True)
@@ -127,11 +142,9 @@ def main():
         with open(os.path.join(pulled, "run_config.json")) as handle:
             run_config = json.load(handle)
         texts, truth = held_out_texts(run_config)
-        with open(os.path.join(args.local, "README.md")) as handle:
-            local_card = handle.read()
         batch = run_config["per_device_eval_batch_size"]
         report["pulled_accuracy"] = card_usage_accuracy(card.text, texts, truth, batch)
-        report["local_accuracy"] = card_usage_accuracy(local_card, texts, truth, batch)
+        report["predict_accuracy"] = predict_accuracy(args.repo, texts, truth)
         report["held_out_texts"], report["held_out_labels"] = texts, truth
     print(json.dumps(report))
 

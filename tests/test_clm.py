@@ -9,7 +9,7 @@ import pytest
 
 from recipe_utils.generation import GenerationArguments, generate, interactive_loop
 from recipe_utils.lm import group_texts, tokenize_for_lm, train_bpe_tokenizer
-from tests.conftest import assert_token_absent, launch, push_and_pull, results_of, run_script
+from tests.conftest import assert_token_absent, push_and_pull, results_of, run_in_process, run_script
 from tests.many_processes import two_processes_over
 
 TINY_MODEL = [
@@ -43,7 +43,7 @@ def test_packed_blocks_are_the_concatenated_texts_with_eos_between():
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     output_dir = str(tmp_path_factory.mktemp("clm") / "run")
-    result = run_script(
+    result = run_in_process(
         "recipes/clm_distilgpt2.py",
         "--config",
         "recipes/configs/clm_distilgpt2/demo.yaml",
@@ -119,7 +119,7 @@ def test_interactive_loop_stops_on_an_empty_line(capsys):
 def test_lora_on_the_causal_lm_saves_an_adapter_that_generates(tiny_run, tmp_path):
     base_dir, _ = tiny_run
     output_dir = str(tmp_path / "clm_lora")
-    result = run_script(
+    result = run_in_process(
         "recipes/lora.py",
         "--task",
         "clm",
@@ -148,7 +148,7 @@ def test_lora_on_the_causal_lm_saves_an_adapter_that_generates(tiny_run, tmp_pat
     assert results["peft_method"] == "lora" and results["trainable_share"] < 0.1
     assert results["perplexity"] < results["before_perplexity"]
     assert "adapter_model.safetensors" in os.listdir(output_dir)
-    generated = run_script(
+    generated = run_in_process(
         "recipes/clm_distilgpt2.py", "--generate_only", "--model_name_or_path", output_dir, "--prompt", "The film"
     )
     assert generated.returncode == 0, generated.stderr[-2000:]
@@ -172,9 +172,11 @@ def _losses(output_dir):
 def test_two_processes_train_as_one_at_the_same_global_batch_and_write_once(tmp_path, local_hub):
     from tests.test_resume_and_scale import TINY as TINY_GPT2
 
-    common = [*TINY_GPT2, "--max_steps", "8", "--logging_steps", "2", "--save_strategy", "no"]
     one = str(tmp_path / "one")
-    single = launch("recipes/clm_distilgpt2.py", *common, "--per_device_train_batch_size", "8", "--output_dir", one)
+    common = [*TINY_GPT2, "--max_steps", "8", "--logging_steps", "2", "--save_strategy", "no"]
+    single = run_in_process(
+        "recipes/clm_distilgpt2.py", *common, "--per_device_train_batch_size", "8", "--output_dir", one
+    )
     results_one = results_of(single, one)
     args = [*common, "--per_device_train_batch_size", "4"]
     results, two, ddp = two_processes_over(

@@ -12,7 +12,7 @@ from recipe_utils.errors import RecipeError
 from recipe_utils.generation import GenerationArguments
 from recipe_utils.lm import train_bpe_tokenizer
 from recipe_utils.preferences import judged_pairs, load_preference_dataset, sample_continuations
-from tests.conftest import assert_token_absent, hub_env, results_of, run_script
+from tests.conftest import assert_token_absent, hub_env, results_of, run_in_process, run_script
 from tests.many_processes import two_processes_over
 
 
@@ -208,7 +208,7 @@ def test_full_training_uses_a_frozen_copy_as_reference(tiny_policy, review_pairs
 @pytest.fixture(scope="module")
 def dataset_run(tiny_policy, review_pairs, tmp_path_factory):
     output_dir = str(tmp_path_factory.mktemp("dpo") / "run")
-    result = run_script(
+    result = run_in_process(
         "recipes/dpo_bonus.py",
         *DPO_TINY,
         "--model_name_or_path",
@@ -251,7 +251,7 @@ def test_dpo_output_folder_and_card(dataset_run):
 
 def test_judged_run_builds_pairs_from_its_own_samples(tiny_policy, tiny_judge, tmp_path):
     output_dir = str(tmp_path / "judged")
-    result = run_script(
+    result = run_in_process(
         "recipes/dpo_bonus.py",
         *DPO_TINY,
         "--model_name_or_path",

@@ -24,13 +24,30 @@ def test_bf16_is_kept_where_the_cpu_has_it(monkeypatch):
     assert args.bf16 is True
 
 
-def test_peak_memory_sees_a_large_allocation_and_a_reset_forgets_it():
-    import numpy as np
+PEAK_CHECK = """
+import numpy as np
+from recipe_utils import hardware
 
-    hardware.reset_peak_memory()
-    start = hardware.peak_memory_mb()
-    block = np.ones(50_000_000)  # 400 MB, touched
-    assert hardware.peak_memory_mb() > start + 300
-    del block
-    hardware.reset_peak_memory()
-    assert hardware.peak_memory_mb() < start + 100
+hardware.reset_peak_memory()
+start = hardware.peak_memory_mb()
+block = np.ones(50_000_000)  # 400 MB, touched
+grown = hardware.peak_memory_mb() - start
+del block
+hardware.reset_peak_memory()
+print(grown, hardware.peak_memory_mb() - start)
+"""
+
+
+def test_peak_memory_sees_a_large_allocation_and_a_reset_forgets_it():
+    # In a fresh interpreter: this test process's allocator holds freed memory from the recipe runs done in it,
+    # which a new allocation may reuse without the process growing.
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    checked = subprocess.run(
+        [sys.executable, "-c", PEAK_CHECK], cwd=ROOT, capture_output=True, text=True, check=True, timeout=120
+    )
+    grown, after_reset = map(float, checked.stdout.split())
+    assert grown > 300 and after_reset < 100, checked.stdout

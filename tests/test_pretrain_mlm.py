@@ -11,7 +11,7 @@ from transformers import DataCollatorForLanguageModeling, pipeline
 
 from recipe_utils.data import load_raw_dataset
 from recipe_utils.lm import masked_lm_perplexity, tokenize_for_mlm, train_wordpiece_tokenizer
-from tests.conftest import results_of, run_script
+from tests.conftest import results_of, run_in_process
 from tests.many_processes import two_processes_over
 
 TINY_BERT = [
@@ -101,7 +101,7 @@ def test_whole_word_masking_masks_every_piece_of_a_word_together(news):
 @pytest.fixture(scope="module")
 def tiny_pretraining(tmp_path_factory):
     output_dir = str(tmp_path_factory.mktemp("mlm") / "run")
-    result = run_script("recipes/pretrain_mlm.py", *PRETRAIN_ARGS, "--output_dir", output_dir)
+    result = run_in_process("recipes/pretrain_mlm.py", *PRETRAIN_ARGS, "--output_dir", output_dir)
     return output_dir, results_of(result, output_dir)
 
 
@@ -138,7 +138,7 @@ def test_held_out_perplexity_is_the_same_number_for_the_same_model(tiny_pretrain
 def tiny_study(tiny_pretraining, tmp_path_factory):
     checkpoint, _ = tiny_pretraining
     study_dir = str(tmp_path_factory.mktemp("study"))
-    result = run_script(
+    result = run_in_process(
         "recipes/transfer_study.py",
         "--checkpoint",
         checkpoint,

@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 
 from recipe_utils.errors import RecipeError
 from recipe_utils.run_folder import claim_output_dir, staging_path
-from tests.conftest import ROOT, run_script
+from tests.conftest import ROOT, run_in_process
 
 # No dropout: a run split over two processes draws other dropout masks than one process would.
 TINY = [
@@ -100,7 +100,7 @@ def kill_after_checkpoint(output_dir: str, step: int, delay: float = 0.0, timeou
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
     output_dir = str(tmp_path_factory.mktemp("resume") / "straight")
-    result = run_script("recipes/clm_distilgpt2.py", *CHECKPOINTED, "--output_dir", output_dir)
+    result = run_in_process("recipes/clm_distilgpt2.py", *CHECKPOINTED, "--output_dir", output_dir)
     assert result.returncode == 0, result.stderr[-3000:]
     return (*_final_state(output_dir), output_dir)
 
@@ -108,7 +108,7 @@ def uninterrupted(tmp_path_factory):
 def test_a_killed_run_resumed_from_latest_ends_equal_to_an_uninterrupted_one(uninterrupted, tmp_path):
     output_dir = str(tmp_path / "killed")
     kill_after_checkpoint(output_dir, step=6)
-    resumed = run_script(
+    resumed = run_in_process(
         "recipes/clm_distilgpt2.py", *CHECKPOINTED, "--output_dir", output_dir, "--resume_from_checkpoint", "latest"
     )
     assert resumed.returncode == 0, resumed.stderr[-3000:]

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import results_of, run_script
+from tests.conftest import results_of, run_in_process
 from tests.test_sft_sentiment import CONFIG, TINY
 
 
@@ -37,7 +37,7 @@ def leaky_dataset(tmp_path_factory):
 
 def test_plain_pytorch_loop_learns_and_a_planted_leak_is_counted_and_removed(tmp_path, leaky_dataset):
     output_dir = str(tmp_path / "plain")
-    result = run_script(
+    result = run_in_process(
         "recipes/sft_sentiment.py",
         "--config",
         CONFIG,
@@ -48,6 +48,7 @@ def test_plain_pytorch_loop_learns_and_a_planted_leak_is_counted_and_removed(tmp
         "test",
         "--trainer",
         "plain",
+        # 480 reviews: 400 reached 0.692, and 320 at a larger step (2e-4, 5e-4) 0.66 and 0.50
         "--max_train_samples",
         "480",
         "--output_dir",
@@ -94,7 +95,7 @@ def five_star_model(tmp_path_factory):
 
 def test_hp_search_reports_every_trial_and_trains_with_the_best(tmp_path, five_star_model):
     output_dir = str(tmp_path / "hp")
-    result = run_script(
+    result = run_in_process(
         "recipes/sft_sentiment.py",
         "--config",
         CONFIG,
