@@ -16,8 +16,9 @@ from torch import nn
 
 from recipe_utils.errors import RecipeError
 from recipe_utils.optim import uses_layerwise_rates
+from recipe_utils.scratch_adapters import SCRATCH_METHODS, inject, is_scratch_adapter, load_adapter
 
-PEFT_METHODS = ("none", "lora", "prompt_tuning", "ia3")
+PEFT_METHODS = ("none", "lora", "prompt_tuning", "ia3", *SCRATCH_METHODS)
 
 
 @dataclass
@@ -28,11 +29,15 @@ class PeftArguments:
         default="none",
         metadata={
             "help": "none: train the model's own weights (or LoRA when use_peft is set); lora; "
-            "prompt_tuning (soft prompts); ia3.",
+            "prompt_tuning (soft prompts); ia3; lora_scratch (the hand-written LoRA, lora_* settings); "
+            "bottleneck (hand-written Houlsby adapters).",
             "choices": list(PEFT_METHODS),
         },
     )
     num_virtual_tokens: int = field(default=20, metadata={"help": "Soft-prompt length for prompt_tuning."})
+    bottleneck_size: int = field(
+        default=32, metadata={"help": "Width of each bottleneck adapter (peft_method bottleneck)."}
+    )
     merge_adapter: bool = field(
         default=False, metadata={"help": "Also write the base model with the adapter merged in, to output_dir/merged."}
     )
@@ -40,6 +45,8 @@ class PeftArguments:
     def __post_init__(self):
         if self.num_virtual_tokens < 1:
             raise ValueError(f"num_virtual_tokens must be at least 1, got {self.num_virtual_tokens}")
+        if self.bottleneck_size < 1:
+            raise ValueError(f"bottleneck_size must be at least 1, got {self.bottleneck_size}")
 
 
 @dataclass
@@ -68,6 +75,8 @@ def check_peft_options(model_args, peft_args: PeftArguments, freeze_args=None) -
     quantized = model_args.load_in_4bit or model_args.load_in_8bit
     if quantized and method == "none":
         raise RecipeError("a quantized base model cannot train its own weights: set use_peft (LoRA, as in QLoRA)")
+    if quantized and method in SCRATCH_METHODS:
+        raise RecipeError(f"peft_method {method} (hand-written) trains on a full-precision base: use lora for QLoRA")
     if peft_args.merge_adapter and method not in ("lora", "ia3"):
         raise RecipeError(f"merge_adapter works for lora and ia3 adapters, not peft_method={method}")
     if model_args.lora_r < 1:
@@ -91,6 +100,18 @@ def describe_adapter(model_args, peft_args) -> str:
         text = (
             f"{variant} r={model_args.lora_r}, alpha={model_args.lora_alpha}, dropout={model_args.lora_dropout} "
             f"on {targets}"
+        )
+    elif method == "lora_scratch":
+        targets = model_args.lora_target_modules or ["the architecture's query and value"]
+        targets = " ".join([targets] if isinstance(targets, str) else targets)
+        text = (
+            f"hand-written LoRA (recipe_utils/scratch_adapters.py) r={model_args.lora_r}, "
+            f"alpha={model_args.lora_alpha}, dropout={model_args.lora_dropout} on {targets}"
+        )
+    elif method == "bottleneck":
+        text = (
+            f"hand-written bottleneck adapters (Houlsby et al. 2019, recipe_utils/scratch_adapters.py) of width "
+            f"{peft_args.bottleneck_size} after each layer's attention and feed-forward outputs"
         )
     elif method == "ia3":
         text = "IA3 (learned scaling of keys, values and feed-forward outputs)"
@@ -152,16 +173,19 @@ def wrap_with_peft(model: nn.Module, model_args, peft_args: PeftArguments, task_
     """Wrap `model` in a PeftModel; a quantized base is first prepared for k-bit training."""
     from peft import get_peft_model, prepare_model_for_kbit_training
 
-    config = peft_config(model_args, peft_args, task_type, model)
-    if config is None:
-        return model
+    settle_peft_method(model_args, peft_args)
     targets = model_args.lora_target_modules
     targets = [targets] if isinstance(targets, str) else targets
-    if peft_args.peft_method == "lora" and targets and targets != ["all-linear"]:
+    if peft_args.peft_method in ("lora", "lora_scratch") and targets and targets != ["all-linear"]:
         names = [name for name, _ in model.named_modules()]
         unmatched = [t for t in targets if not any(n == t or n.endswith("." + t) for n in names)]
         if unmatched:
             raise RecipeError(f"lora_target_modules {unmatched} match no module of {type(model).__name__}")
+    if peft_args.peft_method in SCRATCH_METHODS:
+        return inject_scratch_adapter(model, model_args, peft_args, task_type)
+    config = peft_config(model_args, peft_args, task_type, model)
+    if config is None:
+        return model
     if model_args.load_in_4bit or model_args.load_in_8bit:
         keep_4bit_layers_trainable(model)
         # Casts norms to fp32 and enables input gradients so LoRA on frozen 4-bit layers gets a gradient.
@@ -171,6 +195,28 @@ def wrap_with_peft(model: nn.Module, model_args, peft_args: PeftArguments, task_
     except ValueError as err:
         # Whatever else peft refuses (e.g. modules_to_save on an unsupported module type), in one line.
         raise RecipeError(f"cannot apply {peft_args.peft_method}: {str(err).strip().splitlines()[0]}") from None
+
+
+def inject_scratch_adapter(model: nn.Module, model_args, peft_args: PeftArguments, task_type: str) -> nn.Module:
+    """The hand-written adapters of recipe_utils/scratch_adapters.py, with the same settings and the same
+    trained task head as the peft methods (a classifier's head and pooler; a causal LM's tied head stays frozen)."""
+    if model_args.lora_target_modules == ["all-linear"] or model_args.lora_target_modules == "all-linear":
+        raise RecipeError("lora_scratch takes module names, not all-linear")
+    if peft_args.peft_method == "lora_scratch":
+        targets = model_args.lora_target_modules
+        settings = {
+            "method": "lora_scratch",
+            "r": model_args.lora_r,
+            "alpha": model_args.lora_alpha,
+            "dropout": model_args.lora_dropout,
+            "targets": [targets] if isinstance(targets, str) else targets,
+        }
+    else:
+        settings = {"method": "bottleneck", "size": peft_args.bottleneck_size}
+    heads = model_args.lora_modules_to_save
+    if heads is None:
+        heads = task_head_modules(model) if task_type == "SEQ_CLS" else []
+    return inject(model, settings, heads)
 
 
 def leave_the_card_to_the_recipe(model):
@@ -185,6 +231,8 @@ def load_saved_model(auto_class, folder: str, load_base):
     """The model a run saved in `folder`, loaded the way its card tells a user to: a full model from the folder
     in the dtype it was saved in, an adapter on its base (`load_base()`, 4-bit for QLoRA). A recipe scores this,
     not the model in memory that trained under autocast, so its figures are those of what it published."""
+    if is_scratch_adapter(folder):
+        return load_adapter(load_base(), folder)
     if not os.path.isfile(os.path.join(folder, "adapter_config.json")):
         return auto_class.from_pretrained(folder, use_safetensors=True)
     from peft import PeftModel

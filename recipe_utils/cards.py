@@ -82,12 +82,18 @@ def write_model_card(output_dir: str, template: str, card_data: ModelCardData, *
     return card
 
 
-def classifier_usage(usage_id: str, label_names: list[str], base_model: str | None, quantization: dict | None) -> str:
+def classifier_usage(
+    usage_id: str,
+    label_names: list[str],
+    base_model: str | None,
+    quantization: dict | None,
+    hand_written: bool = False,
+) -> str:
     """Python that loads a published classifier and scores texts exactly as the card's figures were measured:
     the same cleaning, and the truncation (head or head+tail) read from the run's run_config.json.
 
-    `base_model` set means the repo holds an adapter for it; `quantization` is the BitsAndBytesConfig the
-    base was loaded with (QLoRA)."""
+    `base_model` set means the repo holds an adapter for it (`hand_written`: this project's own format, from
+    recipe_utils/scratch_adapters.py); `quantization` is the BitsAndBytesConfig the base was loaded with (QLoRA)."""
     labels = dict(enumerate(label_names))
     if base_model is None:
         imports = "from transformers import AutoModelForSequenceClassification, AutoTokenizer"
@@ -110,9 +116,20 @@ def classifier_usage(usage_id: str, label_names: list[str], base_model: str | No
             ")\n"
             "model = PeftModel.from_pretrained(base, repo).eval()"
         )
+        if hand_written:
+            imports = (
+                "from huggingface_hub import snapshot_download\n"
+                "from transformers import AutoModelForSequenceClassification, AutoTokenizer\n\n"
+                "# This project's hand-written adapter format: run from a clone of the recipes repository.\n"
+                "from recipe_utils.scratch_adapters import load_adapter"
+            )
+            load = load.replace(
+                "model = PeftModel.from_pretrained(base, repo).eval()",
+                "model = load_adapter(base, repo if os.path.isdir(repo) else snapshot_download(repo)).eval()",
+            )
     return f'''import html
 import json
-import re
+{"import os" + chr(10) if hand_written else ""}import re
 
 import torch
 {imports}

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import datasets
 import pandas as pd
+import torch
 
 from recipe_utils.errors import RecipeError
 
@@ -304,21 +305,58 @@ def _require_classes(table: pd.DataFrame, label_names: list[str], what: str) -> 
         raise RecipeError(f"{what} must hold all {len(label_names)} classes {label_names}; missing: {missing}")
 
 
-def tokenize_reviews(dataset: datasets.Dataset, tokenizer, data_args) -> datasets.Dataset:
-    """Tokenize without padding (the collator pads per batch), truncating long reviews head-only or head+tail."""
+def encode_reviews(texts: list[str], tokenizer, data_args):
+    """Token ids of cleaned reviews without padding, long ones cut head-only or head+tail as data_args says."""
     max_length, head = data_args.max_length, data_args.head_tokens
+    if data_args.truncation == "head":
+        return tokenizer(texts, truncation=True, max_length=max_length)
+    encoded = tokenizer(texts, truncation=False, verbose=False)
+    for index, ids in enumerate(encoded["input_ids"]):
+        if len(ids) > max_length:
+            # Keeps the leading special token(s) with the head and the trailing ones with the tail.
+            keep = list(range(head)) + list(range(len(ids) - (max_length - head), len(ids)))
+            for key in encoded:
+                encoded[key][index] = [encoded[key][index][i] for i in keep]
+    return encoded
 
-    def encode(batch):
-        if data_args.truncation == "head":
-            return tokenizer(batch["text"], truncation=True, max_length=max_length)
-        encoded = tokenizer(batch["text"], truncation=False, verbose=False)
-        for index, ids in enumerate(encoded["input_ids"]):
-            if len(ids) > max_length:
-                # Keeps the leading special token(s) with the head and the trailing ones with the tail.
-                keep = list(range(head)) + list(range(len(ids) - (max_length - head), len(ids)))
-                for key in encoded:
-                    encoded[key][index] = [encoded[key][index][i] for i in keep]
-        return encoded
 
-    tokenized = dataset.map(encode, batched=True, remove_columns=["text"], desc="Tokenizing")
+def tokenize_reviews(dataset: datasets.Dataset, tokenizer, data_args) -> datasets.Dataset:
+    """Tokenize a whole split up front (the collator pads per batch), for the Trainer and for scoring."""
+    tokenized = dataset.map(
+        lambda batch: encode_reviews(batch["text"], tokenizer, data_args),
+        batched=True,
+        remove_columns=["text"],
+        desc="Tokenizing",
+    )
     return tokenized.rename_column("label", "labels") if "label" in tokenized.column_names else tokenized
+
+
+class ReviewDataset(torch.utils.data.Dataset):
+    """Seed 003's Dataset: the i-th item is one review's text and its label id, nothing computed ahead."""
+
+    def __init__(self, texts: list[str], labels: list[int]):
+        if len(texts) != len(labels):
+            raise ValueError(f"{len(texts)} texts but {len(labels)} labels")
+        self.texts, self.labels = list(texts), list(labels)
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def __getitem__(self, index: int) -> tuple[str, int]:
+        return self.texts[index], self.labels[index]
+
+
+class ReviewCollator:
+    """Seed 003's collate function: tokenizes one batch of (text, label) items when the DataLoader asks for it,
+    truncated as the recipe says and padded to the batch's longest review (dynamic padding), as tensors.
+
+    A class rather than a closure so DataLoader worker processes can pickle it."""
+
+    def __init__(self, tokenizer, data_args):
+        self.tokenizer, self.data_args = tokenizer, data_args
+
+    def __call__(self, items: list[tuple[str, int]]) -> dict:
+        texts, labels = zip(*items, strict=True)
+        batch = self.tokenizer.pad(encode_reviews(list(texts), self.tokenizer, self.data_args), return_tensors="pt")
+        batch["labels"] = torch.tensor(labels, dtype=torch.long)
+        return dict(batch)

@@ -1,4 +1,5 @@
-"""Full fine-tuning against LoRA, QLoRA, prompt tuning and IA3 on the same reviews and held-out split.
+"""Full fine-tuning against LoRA, QLoRA, prompt tuning, IA3 and the hand-written LoRA and bottleneck adapters,
+on the same reviews and held-out split.
 
     python recipes/compare_peft.py                      # the demo budget of recipes/configs/lora/demo.yaml
     python recipes/compare_peft.py --max_train_samples 3200 --study_dir outputs/peft_comparison_3200
@@ -33,6 +34,10 @@ VARIANTS = [
         ["--config", LORA_CONFIG, "--peft_method", "prompt_tuning", "--learning_rate", "3e-2"],
     ),
     Variant("ia3", "recipes/lora.py", ["--config", LORA_CONFIG, "--peft_method", "ia3", "--learning_rate", "5e-3"]),
+    # The hand-written versions (recipe_utils/scratch_adapters.py): LoRA with exactly the settings of the lora
+    # row, and Houlsby bottleneck adapters, which peft does not have.
+    Variant("lora_scratch", "recipes/lora.py", ["--config", LORA_CONFIG, "--peft_method", "lora_scratch"]),
+    Variant("bottleneck", "recipes/lora.py", ["--config", LORA_CONFIG, "--peft_method", "bottleneck"]),
 ]
 
 

