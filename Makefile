@@ -8,7 +8,7 @@ OFFLINE ?= HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 ACCELERATE_CONFIG ?= accelerate_configs/cpu.yaml
 LAUNCH := $(OFFLINE) $(VENV)/bin/accelerate launch --config_file $(ACCELERATE_CONFIG)
 
-.PHONY: setup demo test bench resume_trials push lint format pretrain_mlm transfer_study sft_sentiment sft_sentiment_full sft_sentiment_plain predict clm_pretrain clm_distilgpt2 generate dpo_bonus lora qlora peft_compare clean
+.PHONY: setup demo test bench resume_trials push lint format pretrain_mlm transfer_study sft_sentiment sft_sentiment_full sft_sentiment_plain predict clm_pretrain clm_distilgpt2 generate dpo_bonus rlhf lora qlora peft_compare clean
 
 setup: $(VENV)/.installed
 
@@ -65,6 +65,13 @@ clm_distilgpt2: clm_pretrain
 # the policy and the judge are trained first when their folders are missing.
 dpo_bonus: setup outputs/clm_distilgpt2/all_results.json outputs/sft_sentiment/all_results.json
 	$(LAUNCH) recipes/dpo_bonus.py --config recipes/configs/dpo_bonus/demo.yaml --overwrite_output_dir $(ARGS)
+
+# RLHF: a reward model, then GRPO on the same generator; the DPO policy beside it (each built if missing)
+rlhf: setup outputs/clm_distilgpt2/all_results.json outputs/sft_sentiment/all_results.json outputs/dpo_bonus/all_results.json
+	$(LAUNCH) recipes/rlhf.py --config recipes/configs/rlhf/demo.yaml --overwrite_output_dir $(ARGS)
+
+outputs/dpo_bonus/all_results.json:
+	$(MAKE) dpo_bonus
 
 outputs/clm_distilgpt2/all_results.json:
 	$(MAKE) clm_distilgpt2

@@ -111,12 +111,19 @@ def load_tokenizer(model_args):
 
     path = resolve_model_path(model_args.model_name_or_path)
     try:
-        return AutoTokenizer.from_pretrained(
+        tokenizer = AutoTokenizer.from_pretrained(
             path, revision=model_args.model_revision, trust_remote_code=model_args.trust_remote_code
         )
     except OSError as err:
         first_line = str(err).strip().splitlines()[0]
         raise RecipeError(f"cannot load tokenizer '{model_args.model_name_or_path}': {first_line}") from None
+    # transformers 5 builds an empty tokenizer (one token) from a folder that holds no tokenizer files.
+    if len(tokenizer) < 2:
+        raise RecipeError(
+            f"cannot load tokenizer '{model_args.model_name_or_path}': it holds no tokenizer files "
+            "(tokenizer.json, vocab); save the tokenizer the model was trained with beside it"
+        )
+    return tokenizer
 
 
 def load_classifier(model_args, label_names: list[str], **kwargs):

@@ -77,7 +77,10 @@ class PreferenceArguments:
         default=None, metadata={"help": "Cap on held-out reviews read for perplexity and prompts. Unset: all."}
     )
     block_size: int = field(default=128, metadata={"help": "Tokens per perplexity block."})
-    generation_batch_size: int = field(default=64, metadata={"help": "Prompts sampled in one generate call."})
+    # Not generation_batch_size: GRPOConfig (rlhf) has a field of that name for its own rollouts.
+    sampling_batch_size: int = field(
+        default=64, metadata={"help": "Prompts sampled in one generate call when building pairs and judging."}
+    )
 
     def __post_init__(self):
         if self.samples_per_prompt < 2:

