@@ -54,6 +54,30 @@ def eval_results(
     ]
 
 
+def generator_eval_results(dataset: str, metrics: list[tuple]) -> list[EvalResult]:
+    """model-index entries of a text generator: (metric type, metric name, value, split) each, on `dataset`."""
+    return [
+        EvalResult(
+            task_type="text-generation",
+            dataset_type=dataset,
+            dataset_name=dataset,
+            dataset_split=split,
+            metric_type=metric,
+            metric_name=name,
+            metric_value=round(float(value), 4),
+        )
+        for metric, name, value, split in metrics
+    ]
+
+
+def before_after_samples(samples_before: list[dict], samples_after: list[dict], count: int = 6) -> list[tuple]:
+    """Card rows of the same held-out prompts continued before and after training, with the judge's P(goal)."""
+    return [
+        (before["prompt"], before["continuation"], before["p_positive"], after["continuation"], after["p_positive"])
+        for before, after in zip(samples_before[:count], samples_after[:count], strict=True)
+    ]
+
+
 def tracker_note(runs: list[dict]) -> str:
     """Where the run's training curves live beyond this card: its wandb page, or how to upload an offline run."""
     lines = []

@@ -20,14 +20,14 @@ def distinct_n(texts: list[str], n: int = 2) -> float:
     return len(set(grams)) / len(grams) if grams else 0.0
 
 
-def stock_phrase_share(texts: list[str], top: int = 10, n: int = 3) -> float:
-    """Share of samples that are mostly stock phrases: at least half of their word trigrams are among the `top`
-    trigrams most frequent across all the samples. Varied text scores near 0; a policy that found one phrase
-    the judge loves ("a great movie, a great movie") scores near 1."""
+def stock_phrase_share(texts: list[str], top: int = 20, n: int = 2, share: float = 0.3) -> float:
+    """Share of samples made largely of stock phrases: at least `share` of their word n-grams are among the
+    `top` n-grams found in the most samples. The demo's starting generator scores 0 on 200 samples; a policy
+    that learned to string the judge's favourite phrases together ("the best", "very good") scores high."""
     counts = Counter(gram for text in texts for gram in set(_ngrams(text, n)))
     stock = {gram for gram, _ in counts.most_common(top)}
     collapsed = [
-        text for text in texts if (grams := _ngrams(text, n)) and sum(g in stock for g in grams) >= len(grams) / 2
+        text for text in texts if (grams := _ngrams(text, n)) and sum(g in stock for g in grams) >= share * len(grams)
     ]
     return len(collapsed) / len(texts) if texts else 0.0
 

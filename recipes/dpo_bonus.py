@@ -36,7 +36,7 @@ from recipe_utils.args import (
     global_batch_size,
     parse_args,
 )
-from recipe_utils.cards import write_model_card
+from recipe_utils.cards import before_after_samples, generator_eval_results, write_model_card
 from recipe_utils.data import hub_dataset_id
 from recipe_utils.distributed import is_main_process, main_process_writes, say, wait_for_everyone
 from recipe_utils.errors import RecipeError, exit_on_recipe_error
@@ -307,7 +307,7 @@ def print_summary(results: dict, samples_after: list[dict]) -> None:
 
 
 def write_dpo_card(run, results, samples_before, samples_after, model_args, pref_args, peft_args, training_args):
-    from huggingface_hub import EvalResult, ModelCardData
+    from huggingface_hub import ModelCardData
 
     start = model_args.model_name_or_path
     base = None if os.path.isdir(start) else hub_model_id(start)
@@ -327,23 +327,8 @@ def write_dpo_card(run, results, samples_before, samples_after, model_args, pref
         datasets=[hub_data] + ([hub_dataset_id(pref_args.dataset_name)] if pref_args.dataset_name else []),
         tags=["dpo", "trl", "movie-reviews", "recipes-dpo_bonus"],
         model_name=model_name,
-        eval_results=[
-            EvalResult(
-                task_type="text-generation",
-                dataset_type=hub_data,
-                dataset_name=hub_data,
-                dataset_split=split,
-                metric_type=metric,
-                metric_name=name,
-                metric_value=round(float(value), 4),
-            )
-            for metric, name, value, split in metrics
-        ],
+        eval_results=generator_eval_results(hub_data, metrics),
     )
-    pairs = [
-        (before["prompt"], before["continuation"], before["p_positive"], after["continuation"], after["p_positive"])
-        for before, after in zip(samples_before[:6], samples_after[:6], strict=True)
-    ]
     write_model_card(
         run.staging,
         "dpo.md.j2",
@@ -358,7 +343,7 @@ def write_dpo_card(run, results, samples_before, samples_after, model_args, pref
         learning_rate=training_args.learning_rate,
         epochs=training_args.num_train_epochs,
         seed=training_args.seed,
-        samples=pairs,
+        samples=before_after_samples(samples_before, samples_after),
         usage_id=training_args.hub_model_id or run.final,
         tracker_runs=results["tracker_runs"],
     )

@@ -17,6 +17,7 @@ uses the reference the same way: the policy with its adapter disabled under LoRA
 """
 
 import os
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -38,7 +39,7 @@ from recipe_utils.adapters import (
     peft_config,
 )
 from recipe_utils.args import ModelArguments, OutputArguments, global_batch_size, parse_args
-from recipe_utils.cards import write_model_card
+from recipe_utils.cards import before_after_samples, generator_eval_results, write_model_card
 from recipe_utils.data import hub_dataset_id
 from recipe_utils.distributed import is_main_process, main_process_writes, say, wait_for_everyone
 from recipe_utils.errors import RecipeError, exit_on_recipe_error
@@ -187,6 +188,7 @@ def train_reward_model(reward_args, training_args, train_pairs, eval_pairs, fold
     started = time.time()
     trainer.train()
     trained_s = time.time() - started
+    shutil.rmtree(scratch, ignore_errors=True)  # nothing checkpointed there (save_strategy no), logs only
     with main_process_writes() as writer:
         if writer:
             trainer.model.save_pretrained(folder)
@@ -387,7 +389,7 @@ def judge_reward(judge):
 def write_rlhf_card(
     run, results, table, samples_before, samples_after, model_args, pref_args, reward_args, peft_args, training_args
 ):
-    from huggingface_hub import EvalResult, ModelCardData
+    from huggingface_hub import ModelCardData
 
     start = model_args.model_name_or_path
     hub_data = hub_dataset_id(pref_args.review_dataset)
@@ -406,23 +408,8 @@ def write_rlhf_card(
         datasets=[hub_data],
         tags=["rlhf", "grpo", "trl", "movie-reviews", "recipes-rlhf"],
         model_name=model_name,
-        eval_results=[
-            EvalResult(
-                task_type="text-generation",
-                dataset_type=hub_data,
-                dataset_name=hub_data,
-                dataset_split=split,
-                metric_type=metric,
-                metric_name=name,
-                metric_value=round(float(value), 4),
-            )
-            for metric, name, value, split in metrics
-        ],
+        eval_results=generator_eval_results(hub_data, metrics),
     )
-    pairs = [
-        (before["prompt"], before["continuation"], before["p_positive"], after["continuation"], after["p_positive"])
-        for before, after in zip(samples_before[:6], samples_after[:6], strict=True)
-    ]
     write_model_card(
         run.staging,
         "rlhf.md.j2",
@@ -438,7 +425,7 @@ def write_rlhf_card(
         num_generations=training_args.num_generations,
         learning_rate=training_args.learning_rate,
         seed=training_args.seed,
-        samples=pairs,
+        samples=before_after_samples(samples_before, samples_after),
         usage_id=training_args.hub_model_id or run.final,
         tracker_runs=results["tracker_runs"],
     )

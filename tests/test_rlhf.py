@@ -96,11 +96,16 @@ def test_the_comparison_table_and_card_hold_the_run_figures(rl_run):
 
 
 def test_distinct_2_and_stock_phrases_see_a_collapsed_generator():
-    varied = ["the plot moves fast and the cast is fine", "a slow start but a moving final act"]
-    collapsed = ["a great movie a great movie a great movie"] * 2
-    assert distinct_n(varied, 2) == 1.0 and distinct_n(collapsed, 2) < 0.3
-    assert stock_phrase_share(varied * 3, top=3) < stock_phrase_share(collapsed + varied, top=3)
-    assert stock_phrase_share(collapsed, top=3) == 1.0
+    varied = [
+        "the plot moves fast and the cast is fine",
+        "a slow start but a moving final act",
+        "two hours of noise with one good scene",
+        "my kids laughed while I checked my watch",
+    ]
+    collapsed = ["a great movie a great movie a great movie", "a great movie a great movie great"]
+    assert distinct_n(varied, 2) == 1.0 and distinct_n(collapsed, 2) < 0.5
+    assert stock_phrase_share(varied, top=3, share=0.5) == 0.0  # no sample is mostly the common bigrams
+    assert stock_phrase_share(collapsed + varied, top=3, share=0.5) == pytest.approx(2 / 6)
 
 
 @pytest.mark.parametrize("use_peft", [False, True], ids=["full", "lora"])
