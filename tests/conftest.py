@@ -18,7 +18,14 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 # The longest files first: `--dist loadfile` hands files to the two workers in collection order, so they then
 # finish together instead of one worker running a long file alone at the end.
-LONGEST_FIRST = ["test_sft_variants.py", "test_sft_sentiment.py", "test_lora.py", "test_pretrain_mlm.py", "test_dpo.py"]
+LONGEST_FIRST = [
+    "test_sft_variants.py",
+    "test_sft_sentiment.py",
+    "test_lora.py",
+    "test_pretrain_mlm.py",
+    "test_rlhf.py",
+    "test_dpo.py",
+]
 
 
 def pytest_collection_modifyitems(items):

@@ -28,6 +28,8 @@ RL_TINY = [
     "64",
     "--reward_max_length",
     "64",
+    "--reward_epochs",
+    "0.5",
     "--logging_steps",
     "2",
 ]
