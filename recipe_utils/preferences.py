@@ -174,3 +174,15 @@ def judged_pairs(prompts: list[str], continuations: list[list[str]], scores: np.
         rows["rejected"].append(samples[worst])
         rows["margin"].append(margin)
     return rows
+
+
+def judged_on_policy_pairs(prompts: list[str], policy, tokenizer, judge, gen_args, pref_args) -> dict:
+    """Sample pref_args.samples_per_prompt continuations of each prompt from the policy, score them with the
+    judge, and pair each prompt's most and least positive (judged_pairs): the on-policy pairs of dpo_bonus
+    and of rlhf's reward model."""
+    samples = sample_continuations(
+        policy, tokenizer, prompts, pref_args.samples_per_prompt, gen_args, pref_args.sampling_batch_size
+    )
+    flat = [text for row in samples for text in row]
+    scores = judge.positive_probability(flat).reshape(len(prompts), pref_args.samples_per_prompt)
+    return judged_pairs(prompts, samples, scores, pref_args.min_judge_margin)

@@ -49,7 +49,7 @@ from recipe_utils.outputs import remove_pickled_training_args, resolved_config, 
 from recipe_utils.preferences import (
     PreferenceArguments,
     SentimentJudge,
-    judged_pairs,
+    judged_on_policy_pairs,
     load_preference_dataset,
     review_openings,
     sample_continuations,
@@ -148,12 +148,7 @@ def preference_pairs(pref_args, given_pairs, model, tokenizer, judge, gen_args, 
         stats = {"pairs_source": pref_args.dataset_name}
     else:
         prompts = review_openings(train_texts, pref_args.prompt_words)[: pref_args.num_prompts]
-        continuations = sample_continuations(
-            model, tokenizer, prompts, pref_args.samples_per_prompt, gen_args, pref_args.sampling_batch_size
-        )
-        flat = [text for row in continuations for text in row]
-        scores = judge.positive_probability(flat).reshape(len(prompts), pref_args.samples_per_prompt)
-        rows = judged_pairs(prompts, continuations, scores, pref_args.min_judge_margin)
+        rows = judged_on_policy_pairs(prompts, model, tokenizer, judge, gen_args, pref_args)
         if len(rows["prompt"]) < 4:
             raise RecipeError(
                 f"only {len(rows['prompt'])} pairs pass min_judge_margin {pref_args.min_judge_margin}; "

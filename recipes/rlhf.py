@@ -52,10 +52,9 @@ from recipe_utils.models import hub_model_id, load_pretrained, load_tokenizer, p
 from recipe_utils.outputs import remove_pickled_training_args, resolved_config, write_json
 from recipe_utils.preferences import (
     PreferenceArguments,
-    judged_pairs,
+    judged_on_policy_pairs,
     load_preference_dataset,
     review_openings,
-    sample_continuations,
 )
 from recipe_utils.report import markdown_table, plot_training_curves
 from recipe_utils.run_folder import claim_output_dir, finish_run, open_run_folder
@@ -146,12 +145,7 @@ def reward_pairs(pref_args, policy, tokenizer, judge, gen_args, train_texts, see
         source = pref_args.dataset_name
     else:
         prompts = review_openings(train_texts, pref_args.prompt_words)[: pref_args.num_prompts]
-        samples = sample_continuations(
-            policy, tokenizer, prompts, pref_args.samples_per_prompt, gen_args, pref_args.sampling_batch_size
-        )
-        flat = [text for row in samples for text in row]
-        scores = judge.positive_probability(flat).reshape(len(prompts), pref_args.samples_per_prompt)
-        rows = judged_pairs(prompts, samples, scores, pref_args.min_judge_margin)
+        rows = judged_on_policy_pairs(prompts, policy, tokenizer, judge, gen_args, pref_args)
         if len(rows["prompt"]) < 8:
             raise RecipeError(f"only {len(rows['prompt'])} judged pairs; lower min_judge_margin or raise num_prompts")
         pairs = datasets.Dataset.from_dict({key: rows[key] for key in ("prompt", "chosen", "rejected")})
