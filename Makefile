@@ -8,7 +8,7 @@ OFFLINE ?= HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 ACCELERATE_CONFIG ?= accelerate_configs/cpu.yaml
 LAUNCH := $(OFFLINE) $(VENV)/bin/accelerate launch --config_file $(ACCELERATE_CONFIG)
 
-.PHONY: setup demo test bench resume_trials push lint format pretrain_mlm transfer_study sft_sentiment sft_sentiment_full sft_sentiment_plain predict clm_pretrain clm_distilgpt2 generate dpo_bonus rlhf lora qlora peft_compare clean
+.PHONY: setup demo test bench resume_trials push lint format pretrain_mlm transfer_study sft_sentiment sft_sentiment_full sft_sentiment_plain predict clm_pretrain clm_distilgpt2 generate dpo_bonus rlhf compress compress_full lora qlora peft_compare clean
 
 setup: $(VENV)/.installed
 
@@ -24,6 +24,7 @@ demo: setup
 	$(MAKE) sft_sentiment
 	$(MAKE) clm_distilgpt2
 	$(MAKE) dpo_bonus
+	$(MAKE) compress
 	$(MAKE) lora
 	$(MAKE) qlora
 	$(MAKE) pretrain_mlm
@@ -79,6 +80,17 @@ outputs/clm_distilgpt2/all_results.json:
 outputs/sft_sentiment/all_results.json:
 	$(MAKE) sft_sentiment
 
+# Seed 004's compression: quantization (uniform, k-means, nf4/fp4, int8), clustering and pruning of the sentiment
+# classifier, each setting saved, reloaded and scored: outputs/compress/comparison.md and size_accuracy.png
+compress: setup outputs/sft_sentiment/all_results.json
+	$(OFFLINE) $(PY) recipes/compress.py --config recipes/configs/compress/demo.yaml --overwrite_output_dir $(ARGS)
+
+compress_full: setup outputs/sft_sentiment/all_results.json
+	$(OFFLINE) $(PY) recipes/compress.py --config recipes/configs/compress/full.yaml --overwrite_output_dir $(ARGS)
+
+outputs/compress/all_results.json:
+	$(MAKE) compress
+
 # Seed 000: pretrain a small BERT on real Wikipedia text with masked-LM, then the transfer study: fine-tune it
 # and the embedded MiniLM on reviews with every unfreezing strategy and from random weights, side by side in
 # outputs/transfer_study/comparison.md (ARGS reach every fine-tuning run, e.g. ARGS="--max_train_samples 4000").
@@ -113,7 +125,7 @@ predict: setup
 	$(OFFLINE) $(PY) recipes/predict.py --model $(MODEL) "$(TEXT)"
 
 # Speed and memory against seed-style baselines and this machine's measured peak: bench/results.md
-bench: setup
+bench: setup outputs/compress/all_results.json
 	$(OFFLINE) $(PY) bench/bench.py $(ARGS)
 
 # Ten SIGKILL-and-resume trials at random points, each compared with an uninterrupted run.

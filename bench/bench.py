@@ -27,6 +27,7 @@ sys.path.insert(0, ROOT)
 import sft_sentiment  # noqa: E402
 from transformers import (  # noqa: E402
     AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
     DataCollatorForLanguageModeling,
     DataCollatorWithPadding,
     Trainer,
@@ -36,6 +37,7 @@ from transformers import (  # noqa: E402
 )
 
 from recipe_utils.args import parse_args  # noqa: E402
+from recipe_utils.compression import load_compressed  # noqa: E402
 from recipe_utils.data import load_raw_dataset, prepare_classification_data, tokenize_reviews  # noqa: E402
 from recipe_utils.hardware import cpu_has_native_bf16, settle_cpu_precision  # noqa: E402
 from recipe_utils.inference import predict_probabilities  # noqa: E402
@@ -46,6 +48,13 @@ from recipe_utils.report import markdown_table  # noqa: E402
 SFT_DEMO = os.path.join(ROOT, "recipes", "configs", "sft_sentiment", "demo.yaml")
 LORA_DEMO = os.path.join(ROOT, "recipes", "configs", "lora", "demo.yaml")
 QLORA_DEMO = os.path.join(ROOT, "recipes", "configs", "qlora", "demo.yaml")
+COMPRESS_DEMO = os.path.join(ROOT, "recipes", "configs", "compress", "demo.yaml")
+# What a compressed folder's runtime computes in (compression.json "runtime").
+RUNTIME_PRECISIONS = {
+    "fp32": "fp32 (weights decoded from their stored codes)",
+    "torchao_int8_dynamic": "int8 x int8 (torchao, compiled)",
+    "bitsandbytes": "bitsandbytes 4-bit weights, fp32 compute",
+}
 
 
 def machine() -> dict:
@@ -220,16 +229,20 @@ def sentiment_training(work: str, train_reviews: int, eval_reviews: int) -> tupl
 
 
 def inference(work: str, trained) -> list[dict]:
-    """Batch scoring of held-out reviews with the saved classifier against a default pipeline call.
+    """Batch scoring of held-out reviews with the saved classifier, reloaded in fp32, against a default
+    pipeline call.
 
     Each row also says what share of the measured fp32 matmul peak its forward passes reached: when the
     default call is already near that ceiling, no batching can make scoring much faster in the same dtype.
     """
-    model, tokenizer, data, data_args, batch_size = trained
+    trained_model, tokenizer, data, data_args, batch_size = trained
     folder = os.path.join(work, "classifier")
-    model.save_pretrained(folder)
+    trained_model.save_pretrained(folder)
     tokenizer.model_max_length = data_args.max_length  # as sft_sentiment saves it
     tokenizer.save_pretrained(folder)
+    # Scored as saved, reloaded: the Trainer's accelerate wraps the forward of the model it trained in bf16
+    # autocast, so the model in memory would score in bf16 on a bf16 machine (an MFU above 1 of the fp32 peak).
+    model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
     texts, labels = list(data.eval["text"]), np.asarray(data.eval["label"])
 
     def row(setup, lengths, elapsed, predicted):
@@ -269,6 +282,63 @@ def inference(work: str, trained) -> list[dict]:
             np.array([label_ids[p["label"]] for p in predictions]),
         )
     )
+    return rows
+
+
+def compressed_scoring(compress_dir: str) -> list[dict]:
+    """The fastest setting of `make compress` that kept the uncompressed accuracy (within its tolerance),
+    against the default fp32 pipeline call and fp32 batch scoring, on the same held-out reviews."""
+    import compress
+
+    with open(os.path.join(compress_dir, "all_results.json")) as handle:
+        summary = json.load(handle)
+    fastest = summary["fastest_within_tolerance"]
+    if not os.path.isfile(os.path.join(compress_dir, "all_results.json")):
+        raise SystemExit(f"error: no compression results in {compress_dir}: run make compress first")
+    compress_args, data_args, _, training_args = parse_args(
+        compress.make_parser_types(),
+        ["--config", COMPRESS_DEMO, "--model_name_or_path", summary["source_model"], "--output_dir", compress_dir],
+    )
+    tokenizer = load_tokenizer(compress_args)
+    for key, value in summary["eval_truncation"].items():
+        setattr(data_args, key, value)
+    data = prepare_classification_data(data_args, training_args.seed)
+    labels = np.asarray(data.eval["label"])
+    baseline = compress.pipeline_baseline(compress_args, data)
+    rows = [
+        {
+            "setup": 'pipeline("text-classification", model=FOLDER)(texts, truncation=True), defaults',
+            "precision": "fp32",
+            "reviews_per_s": baseline["pipeline_reviews_per_s"],
+            "accuracy": baseline["pipeline_accuracy"],
+        }
+    ]
+    for setting in ("fp32", fastest):
+        folder = os.path.join(compress_dir, setting)
+        if setting == "fp32":
+            model, precision = (
+                compress.load_source(argparse.Namespace(model_name_or_path=folder, model_revision="main")),
+                "fp32",
+            )
+        else:
+            model = load_compressed(folder)
+            with open(os.path.join(folder, "compression.json")) as handle:
+                runtime = json.load(handle)["runtime"]
+            precision = RUNTIME_PRECISIONS.get(runtime, runtime)
+        compress.warm_up(model, data, tokenizer, data_args, compress_args.score_batch_size)
+        probabilities, elapsed = compress.timed_scoring(
+            model, data, tokenizer, data_args, compress_args.score_batch_size
+        )
+        rows.append(
+            {
+                "setup": f"compress: {setting}, batch scoring",
+                "precision": precision,
+                "reviews_per_s": len(labels) / elapsed,
+                "accuracy": float((probabilities.argmax(axis=1) == labels).mean()),
+            }
+        )
+    for row in rows:
+        row["x_pipeline"] = row["reviews_per_s"] / rows[0]["reviews_per_s"]
     return rows
 
 
@@ -365,6 +435,18 @@ def adapter_memory(work: str, train_reviews: int, steps: int) -> list[dict]:
     return rows
 
 
+def utilisation(rows: list[dict], peaks: dict) -> None:
+    """Each row's model FLOPs utilisation against the measured matmul peak of the precision it ran in; above 1
+    means the FLOP count or the precision label is wrong, and the benchmark stops rather than print it."""
+    for row in rows:
+        row["mfu"] = row["gflop_per_s"] / peaks[row["dtype"]]
+        if row["mfu"] > 1:
+            raise SystemExit(
+                f"error: '{row['setup']}' reached {row['mfu']:.2f} of the {row['dtype']} matmul peak: "
+                "its FLOP count or its precision is wrong"
+            )
+
+
 def ratios(results: dict) -> dict:
     recipe, seed_style = results["sentiment_training"]
     batch, default = results["inference"]
@@ -375,6 +457,10 @@ def ratios(results: dict) -> dict:
         "training_mfu": recipe["mfu"],
         "inference_speedup_vs_pipeline": batch["reviews_per_s"] / default["reviews_per_s"],
         "packing_speedup": packed["real_tokens_per_s"] / padded["real_tokens_per_s"],
+        "compressed_speedup_vs_pipeline": results["compressed_scoring"][-1]["x_pipeline"],
+        "compressed_setting": results["compressed_scoring"][-1]["setup"],
+        "compressed_accuracy_difference": results["compressed_scoring"][-1]["accuracy"]
+        - results["compressed_scoring"][1]["accuracy"],
     }
 
 
@@ -403,6 +489,9 @@ def write_markdown(results: dict, path: str) -> None:
         f"| model FLOPs utilisation of the demo config (real tokens) | {r['training_mfu']:.0%} | >= 50% |",
         f"| batch inference vs default pipeline | {r['inference_speedup_vs_pipeline']:.2f}x | >= 2x |",
         f"| causal-LM packing vs padding, real tokens/s | {r['packing_speedup']:.2f}x | >= 1.5x |",
+        f"| fastest compressed setting within 1 point ({r['compressed_setting']}) vs default pipeline | "
+        f"{r['compressed_speedup_vs_pipeline']:.2f}x (accuracy {r['compressed_accuracy_difference']:+.3f} vs fp32) "
+        "| >= 2x |",
         "",
         f"## Sentiment training ({results['sizes']['train_reviews']} reviews, 1 epoch, MiniLM; accuracy on "
         f"{results['sizes']['eval_reviews']} held-out reviews)",
@@ -412,6 +501,10 @@ def write_markdown(results: dict, path: str) -> None:
         "## Inference on the held-out reviews",
         "",
         table(results["inference"]),
+        "",
+        "## Scoring with the compressed classifier (make compress; the held-out reviews of sft_sentiment's demo)",
+        "",
+        table(results["compressed_scoring"]),
         "",
         "## Causal-LM training (4-layer GPT-2, 256 wide, batches of 8 x 512 tokens; reviews average about 300)",
         "",
@@ -432,6 +525,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--eval_reviews", type=int, default=500)
     parser.add_argument("--clm_steps", type=int, default=20)
     parser.add_argument("--memory_steps", type=int, default=6)
+    parser.add_argument("--compress_dir", default=os.path.join(ROOT, "outputs", "compress"))
     parser.add_argument("--output", default=os.path.join(ROOT, "bench"))
     args = parser.parse_args(argv)
 
@@ -444,14 +538,14 @@ def main(argv=None) -> dict:
         results["inference"] = inference(work, trained)
         results["clm_packing"] = clm_packing(work, reviews=1500, steps=args.clm_steps, batch=8, block=512)
         results["adapter_memory"] = adapter_memory(work, train_reviews=96, steps=args.memory_steps)
+    results["compressed_scoring"] = compressed_scoring(args.compress_dir)
     # A shared virtual machine's speed drifts; the best of a measurement before and after the runs is the
     # peak (the larger denominator, so utilisation is never overstated by one slow measurement).
     for name, dtype in dtypes.items():
         measured[name].append(matmul_peak_gflops(dtype))
     results["peak_gflops_measured"] = measured
     results["peak_gflops"] = {name: max(values) for name, values in measured.items()}
-    for row in results["sentiment_training"] + results["inference"]:
-        row["mfu"] = row["gflop_per_s"] / results["peak_gflops"][row["dtype"]]
+    utilisation(results["sentiment_training"] + results["inference"], results["peak_gflops"])
     results["ratios"] = ratios(results)
     os.makedirs(args.output, exist_ok=True)
     with open(os.path.join(args.output, "results.json"), "w") as handle:

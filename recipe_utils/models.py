@@ -1,6 +1,8 @@
 """Resolving model names, loading classifiers, and freezing strategies."""
 
+import json
 import os
+from types import SimpleNamespace
 
 import torch
 from torch import nn
@@ -214,3 +216,23 @@ def parameter_counts(model: nn.Module, total: int | None = None) -> dict:
     trainable = sum(parameter.numel() for parameter in model.parameters() if parameter.requires_grad)
     say(f"trainable parameters: {trainable:,} of {total:,} ({100 * trainable / total:.2f}%)")
     return {"trainable_params": trainable, "total_params": total, "trainable_share": trainable / total}
+
+
+def saved_truncation(model: str, revision: str, tokenizer) -> SimpleNamespace:
+    """The run's truncation, from the run_config.json published with the model (a folder or a Hub repo, read
+    through the Hub client); a model without one keeps the first tokens its tokenizer allows."""
+    from transformers.utils import cached_file
+
+    path = cached_file(
+        resolve_model_path(model),
+        "run_config.json",
+        revision=revision,
+        _raise_exceptions_for_missing_entries=False,
+        _raise_exceptions_for_connection_errors=False,
+    )
+    if path:
+        with open(path, encoding="utf-8") as handle:
+            config = json.load(handle)
+        if all(key in config for key in ("max_length", "truncation", "head_tokens")):
+            return SimpleNamespace(**{key: config[key] for key in ("max_length", "truncation", "head_tokens")})
+    return SimpleNamespace(max_length=min(tokenizer.model_max_length, 512), truncation="head", head_tokens=0)

@@ -93,3 +93,31 @@ def plot_comparison(rows: list[dict], path: str, metrics) -> str:
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return path
+
+
+def plot_size_accuracy(rows: list[dict], path: str) -> str:
+    """Held-out accuracy against size on disk (log scale), with 95% intervals and the Pareto front joined."""
+    figure, axis = plt.subplots(figsize=(8, 5))
+    for row in rows:
+        low, high = (float(value) for value in row["accuracy_95"].split("-"))
+        axis.errorbar(
+            row["size_mb"],
+            row["accuracy"],
+            yerr=[[row["accuracy"] - low], [high - row["accuracy"]]],
+            fmt="o",
+            color="tab:red" if row["pareto"] else "tab:gray",
+            capsize=3,
+        )
+        axis.annotate(
+            row["setting"], (row["size_mb"], row["accuracy"]), fontsize=7, xytext=(4, 3), textcoords="offset points"
+        )
+    front = sorted((row["size_mb"], row["accuracy"]) for row in rows if row["pareto"])
+    axis.plot(*zip(*front, strict=True), "-", color="tab:red", label="Pareto front")
+    axis.set_xscale("log")
+    axis.set(xlabel="weights on disk (MB, log scale)", ylabel="held-out accuracy", title="Accuracy against size")
+    axis.grid(alpha=0.3)
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return os.path.basename(path)

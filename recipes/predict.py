@@ -9,37 +9,18 @@ held-out evaluation.
 """
 
 import argparse
-import json
+import os
 import sys
 from types import SimpleNamespace
 
 import datasets
 from transformers import AutoModelForSequenceClassification
 
+from recipe_utils.compression import COMPRESSION_FILE, load_compressed
 from recipe_utils.data import clean_text, tokenize_reviews
 from recipe_utils.errors import RecipeError, exit_on_recipe_error
 from recipe_utils.inference import predict_probabilities
-from recipe_utils.models import load_pretrained, load_tokenizer, resolve_model_path
-
-
-def truncation_settings(model: str, revision: str, tokenizer) -> SimpleNamespace:
-    """The run's truncation, from the run_config.json published with the model (a folder or a Hub repo, read
-    through the Hub client); a model without one keeps the first tokens its tokenizer allows."""
-    from transformers.utils import cached_file
-
-    path = cached_file(
-        resolve_model_path(model),
-        "run_config.json",
-        revision=revision,
-        _raise_exceptions_for_missing_entries=False,
-        _raise_exceptions_for_connection_errors=False,
-    )
-    if path:
-        with open(path, encoding="utf-8") as handle:
-            config = json.load(handle)
-        if all(key in config for key in ("max_length", "truncation", "head_tokens")):
-            return SimpleNamespace(**{key: config[key] for key in ("max_length", "truncation", "head_tokens")})
-    return SimpleNamespace(max_length=min(tokenizer.model_max_length, 512), truncation="head", head_tokens=0)
+from recipe_utils.models import load_pretrained, load_tokenizer, saved_truncation
 
 
 @exit_on_recipe_error
@@ -57,9 +38,12 @@ def main(argv=None):
         model_name_or_path=args.model, model_revision=args.revision, trust_remote_code=False, dtype="float32"
     )
     tokenizer = load_tokenizer(model_args)
-    model = load_pretrained(AutoModelForSequenceClassification, model_args)
+    if os.path.isfile(os.path.join(args.model, COMPRESSION_FILE)):  # a folder written by recipes/compress.py
+        model = load_compressed(args.model)
+    else:
+        model = load_pretrained(AutoModelForSequenceClassification, model_args)
     dataset = datasets.Dataset.from_dict({"text": [clean_text(text) for text in texts]})
-    tokenized = tokenize_reviews(dataset, tokenizer, truncation_settings(args.model, args.revision, tokenizer))
+    tokenized = tokenize_reviews(dataset, tokenizer, saved_truncation(args.model, args.revision, tokenizer))
     probabilities = predict_probabilities(model, tokenized, tokenizer, args.batch_size)
     for text, row in zip(texts, probabilities, strict=True):
         best = int(row.argmax())

