@@ -15,6 +15,7 @@ from tests.conftest import ROOT
 
 sys.path.insert(0, os.path.join(ROOT, "recipes"))
 import clm_distilgpt2  # noqa: E402
+import compress  # noqa: E402
 import dpo_bonus  # noqa: E402
 import pretrain_mlm  # noqa: E402
 import rlhf  # noqa: E402
@@ -28,6 +29,7 @@ PARSERS = {
     "dpo_bonus": dpo_bonus.make_parser_types,
     "pretrain_mlm": pretrain_mlm.make_parser_types,
     "rlhf": rlhf.make_parser_types,
+    "compress": compress.make_parser_types,
     # the fine-tuning every transfer-study run shares is an sft_sentiment config
     "transfer_study": sft_sentiment.make_parser_types,
 }
@@ -44,3 +46,6 @@ def test_config_parses_with_its_recipe(path):
     assert training_args.output_dir.startswith("outputs/")
     if os.path.basename(path) == "gpu.yaml":
         assert training_args.bf16 and not training_args.use_cpu
+    if recipe == "compress":
+        for setting in parsed[0].settings:
+            compress.parse_setting(setting)  # every setting a config names is one the recipe knows

@@ -274,7 +274,11 @@ def test_judged_run_builds_pairs_from_its_own_samples(tiny_policy, tiny_judge, t
     assert len(samples["after"]) == results["eval_prompts"] == 16
     # The shares are the judge's verdicts on the very samples saved with the run, before and after.
     for key, side in (("before_positive_share", "before"), ("positive_share", "after")):
-        verdicts = [sample["p_positive"] > 0.5 for sample in samples[side]]
+        verdicts = [sample["judged_positive"] for sample in samples[side]]
+        assert all(
+            abs(sample["p_positive"] - 0.5) <= 0.0005 or (sample["p_positive"] > 0.5) == sample["judged_positive"]
+            for sample in samples[side]
+        )
         assert results[key] == pytest.approx(sum(verdicts) / len(verdicts)), key
     assert results["positive_share_change"] == pytest.approx(
         results["positive_share"] - results["before_positive_share"]
@@ -348,7 +352,11 @@ def test_two_processes_over_a_finished_run_write_once_publish_once_and_log_to_tr
         samples = json.load(handle)
     assert len(samples["after"]) == results["eval_prompts"] == 16
     for key, side in (("before_positive_share", "before"), ("positive_share", "after")):
-        verdicts = [sample["p_positive"] > 0.5 for sample in samples[side]]
+        verdicts = [sample["judged_positive"] for sample in samples[side]]
+        assert all(
+            abs(sample["p_positive"] - 0.5) <= 0.0005 or (sample["p_positive"] > 0.5) == sample["judged_positive"]
+            for sample in samples[side]
+        )
         assert results[key] == pytest.approx(sum(verdicts) / len(verdicts)), key
 
     # Pulled back from the one commit, the policy gives the local run's logits and its card the run's figures.

@@ -90,7 +90,7 @@ def test_the_comparison_table_and_card_hold_the_run_figures(rl_run):
     after = [sample["continuation"] for sample in samples["after"]]
     assert rows["rl"]["distinct_2"] == pytest.approx(distinct_n(after, 2))
     assert rows["rl"]["stock_phrase_share"] == pytest.approx(stock_phrase_share(after))
-    shares = [sample["p_positive"] > 0.5 for sample in samples["after"]]
+    shares = [sample["judged_positive"] for sample in samples["after"]]
     assert rows["rl"]["positive_share"] == pytest.approx(sum(shares) / len(shares))
     card = ModelCard.load(os.path.join(output_dir, "README.md"))
     assert "| rl |" in card.text and "GRPOTrainer" in card.text and "{{" not in card.text
