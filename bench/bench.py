@@ -132,6 +132,19 @@ def accuracy(model, tokenized, tokenizer) -> float:
     return float((probabilities.argmax(axis=1) == np.asarray(tokenized["labels"])).mean())
 
 
+class PaddedTo512:
+    """Seed 003's batches: every review cut to its first 512 tokens and padded to 512."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+
+    def __call__(self, items):
+        texts, labels = zip(*items, strict=True)
+        batch = self.tokenizer(list(texts), truncation=True, max_length=512, padding="max_length", return_tensors="pt")
+        batch["labels"] = torch.tensor(labels, dtype=torch.long)
+        return dict(batch)
+
+
 def sft_arguments(work: str, train_reviews: int, eval_reviews: int, *extra: str):
     return parse_args(
         sft_sentiment.make_parser_types(),
@@ -204,16 +217,17 @@ def sentiment_training(work: str, train_reviews: int, eval_reviews: int) -> tupl
     seed_freeze_args.freeze_strategy = "full"  # seed 003 fine-tunes every weight
     set_seed(training_args.seed)
     model, _ = sft_sentiment.build_model(seed_model_args, seed_freeze_args, peft_args, quant_args, data.label_names)
-    padded = data.train.map(
-        lambda batch: tokenizer(batch["text"], truncation=True, max_length=512, padding="max_length"),
-        batched=True,
-        remove_columns=["text"],
-    ).rename_column("label", "labels")
     history = sft_sentiment.train_plain(
-        model, padded, tokenizer, seed_args, sft_sentiment.parameter_groups(model, seed_args, seed_freeze_args)
+        model,
+        data.train,
+        tokenizer,
+        seed_data_args,
+        seed_args,
+        sft_sentiment.parameter_groups(model, seed_args, seed_freeze_args),
+        collate_fn=PaddedTo512(tokenizer),
     )
     runtime = history[-1]["train_runtime"]
-    real = [int(sum(mask)) for mask in padded["attention_mask"]]
+    real = [len(ids) for ids in tokenizer(list(data.train["text"]), truncation=True, max_length=512)["input_ids"]]
     rows.append(
         {
             "setup": "seed-style plain loop (head 512, padded to 512, fp32, shuffled)",
@@ -299,7 +313,7 @@ def compressed_scoring(compress_dir: str) -> list[dict]:
         compress.make_parser_types(),
         ["--config", COMPRESS_DEMO, "--model_name_or_path", summary["source_model"], "--output_dir", compress_dir],
     )
-    tokenizer = load_tokenizer(compress_args)
+    tokenizer = compress.load_source_tokenizer(compress_args)
     for key, value in summary["eval_truncation"].items():
         setattr(data_args, key, value)
     data = prepare_classification_data(data_args, training_args.seed)

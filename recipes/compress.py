@@ -83,6 +83,16 @@ def scoring_device(training_args) -> str:
     return "cuda" if torch.cuda.is_available() and not training_args.use_cpu else "cpu"
 
 
+def load_source_tokenizer(compress_args):
+    return load_tokenizer(
+        SimpleNamespace(
+            model_name_or_path=compress_args.model_name_or_path,
+            model_revision=compress_args.model_revision,
+            trust_remote_code=False,
+        )
+    )
+
+
 def load_source(compress_args, device: str = "cpu"):
     model_args = SimpleNamespace(
         model_name_or_path=compress_args.model_name_or_path,
@@ -199,9 +209,7 @@ def main(compress_args, data_args, output_args, training_args):
     if source.startswith(("outputs/", "./", "/")) and not os.path.isfile(os.path.join(source, "config.json")):
         raise RecipeError(f"no fine-tuned classifier in {source}: run make sft_sentiment first, or pass a Hub id")
     settle_cpu_precision(training_args)
-    tokenizer = load_tokenizer(
-        SimpleNamespace(model_name_or_path=source, model_revision=compress_args.model_revision, trust_remote_code=False)
-    )
+    tokenizer = load_source_tokenizer(compress_args)
     # The held-out reviews are cut exactly as the classifier was evaluated (its run_config.json says how).
     truncation = saved_truncation(source, compress_args.model_revision, tokenizer)
     data_args.max_length, data_args.truncation, data_args.head_tokens = (

@@ -220,17 +220,20 @@ def parameter_groups(model, training_args, freeze_args) -> list[dict]:
     )
 
 
-def train_plain(model, reviews, tokenizer, data_args, args: TrainingArguments, param_groups: list[dict]) -> list[dict]:
+def train_plain(
+    model, reviews, tokenizer, data_args, args: TrainingArguments, param_groups: list[dict], collate_fn=None
+) -> list[dict]:
     """Seed 003's loop: what Trainer.train does, written out. Returns a Trainer-style log history.
 
     The reviews go in as text: a Dataset of (text, label) items, and a collate function that tokenizes each
-    shuffled batch as it is drawn, truncated as the Trainer path truncates and padded to its longest review."""
+    shuffled batch as it is drawn, truncated as the Trainer path truncates and padded to its longest review
+    (`collate_fn` replaces it: the benchmark pads every batch to 512 tokens, as seed 003 did)."""
     generator = torch.Generator().manual_seed(args.seed)
     loader = torch.utils.data.DataLoader(
         ReviewDataset(reviews["text"], reviews["label"]),
         batch_size=args.per_device_train_batch_size,
         shuffle=True,
-        collate_fn=ReviewCollator(tokenizer, data_args),
+        collate_fn=collate_fn or ReviewCollator(tokenizer, data_args),
         generator=generator,
     )
     optimizer = torch.optim.AdamW(param_groups, lr=args.learning_rate)
