@@ -39,7 +39,7 @@ from transformers import (  # noqa: E402
 from recipe_utils.args import parse_args  # noqa: E402
 from recipe_utils.compression import load_compressed  # noqa: E402
 from recipe_utils.data import load_raw_dataset, prepare_classification_data, tokenize_reviews  # noqa: E402
-from recipe_utils.hardware import cpu_has_native_bf16, settle_cpu_precision  # noqa: E402
+from recipe_utils.hardware import cpu_has_native_bf16, cpu_name, settle_cpu_precision  # noqa: E402
 from recipe_utils.inference import predict_probabilities  # noqa: E402
 from recipe_utils.lm import config_from_scratch, tokenize_for_lm, train_bpe_tokenizer  # noqa: E402
 from recipe_utils.models import encoder_layers, load_tokenizer  # noqa: E402
@@ -58,14 +58,8 @@ RUNTIME_PRECISIONS = {
 
 
 def machine() -> dict:
-    model = platform.processor() or "unknown"
-    try:
-        with open("/proc/cpuinfo") as handle:
-            model = next(line.split(":", 1)[1].strip() for line in handle if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
     return {
-        "cpu": model,
+        "cpu": cpu_name(),
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "native_bf16": cpu_has_native_bf16(),
@@ -304,11 +298,11 @@ def compressed_scoring(compress_dir: str) -> list[dict]:
     against the default fp32 pipeline call and fp32 batch scoring, on the same held-out reviews."""
     import compress
 
+    if not os.path.isfile(os.path.join(compress_dir, "all_results.json")):
+        raise SystemExit(f"error: no compression results in {compress_dir}: run make compress first")
     with open(os.path.join(compress_dir, "all_results.json")) as handle:
         summary = json.load(handle)
     fastest = summary["fastest_within_tolerance"]
-    if not os.path.isfile(os.path.join(compress_dir, "all_results.json")):
-        raise SystemExit(f"error: no compression results in {compress_dir}: run make compress first")
     compress_args, data_args, _, training_args = parse_args(
         compress.make_parser_types(),
         ["--config", COMPRESS_DEMO, "--model_name_or_path", summary["source_model"], "--output_dir", compress_dir],

@@ -502,10 +502,3 @@ def weights_in_ram(model) -> int:
     for tensor in list(model.parameters()) + list(model.buffers()):
         seen.setdefault(id(tensor), size(tensor))
     return sum(seen.values())
-
-
-def weight_files_bytes(folder: str) -> int:
-    """Bytes on disk of a folder's weight files (safetensors), the encoding actually stored."""
-    return sum(
-        os.path.getsize(os.path.join(folder, name)) for name in os.listdir(folder) if name.endswith(".safetensors")
-    )

@@ -13,18 +13,23 @@ def cpu_has_native_bf16() -> bool:
         return False
 
 
+def cpu_name() -> str:
+    """The CPU's model name (Linux /proc/cpuinfo; elsewhere what platform knows)."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo") as handle:
+            return next(line.split(":", 1)[1].strip() for line in handle if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or "unknown CPU"
+
+
 def machine_description() -> str:
     """The CPU (or GPU) a speed was measured on, with the instruction set that decides its precision."""
     if torch.cuda.is_available():
         return torch.cuda.get_device_name(0)
-    name = "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as handle:
-            name = next(line.split(":", 1)[1].strip() for line in handle if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
     kind = "AVX512-BF16" if cpu_has_native_bf16() else "no native bf16"
-    return f"{name}, {kind}, {torch.get_num_threads()} threads"
+    return f"{cpu_name()}, {kind}, {torch.get_num_threads()} threads"
 
 
 def settle_cpu_precision(training_args) -> None:

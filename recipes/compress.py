@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding, Trainer, TrainingArguments
 
+from recipe_utils.adapters import folder_size_bytes
 from recipe_utils.args import DataArguments, OutputArguments, parse_args
 from recipe_utils.cards import write_model_card
 from recipe_utils.compression import (
@@ -39,7 +40,6 @@ from recipe_utils.compression import (
     parse_setting,
     save_bitsandbytes,
     save_compressed,
-    weight_files_bytes,
     weights_in_ram,
 )
 from recipe_utils.data import prepare_classification_data, tokenize_reviews
@@ -83,24 +83,22 @@ def scoring_device(training_args) -> str:
     return "cuda" if torch.cuda.is_available() and not training_args.use_cpu else "cpu"
 
 
-def load_source_tokenizer(compress_args):
-    return load_tokenizer(
-        SimpleNamespace(
-            model_name_or_path=compress_args.model_name_or_path,
-            model_revision=compress_args.model_revision,
-            trust_remote_code=False,
-        )
-    )
-
-
-def load_source(compress_args, device: str = "cpu"):
-    model_args = SimpleNamespace(
+def source_model_args(compress_args) -> SimpleNamespace:
+    """The model arguments the loaders take, for the classifier being compressed (fp32, no remote code)."""
+    return SimpleNamespace(
         model_name_or_path=compress_args.model_name_or_path,
         model_revision=compress_args.model_revision,
         trust_remote_code=False,
         dtype="float32",
     )
-    return load_pretrained(AutoModelForSequenceClassification, model_args).to(device).eval()
+
+
+def load_source_tokenizer(compress_args):
+    return load_tokenizer(source_model_args(compress_args))
+
+
+def load_source(compress_args, device: str = "cpu"):
+    return load_pretrained(AutoModelForSequenceClassification, source_model_args(compress_args)).to(device).eval()
 
 
 def recover(model, train_tokenized, tokenizer, training_args) -> float:
@@ -266,7 +264,7 @@ def main(compress_args, data_args, output_args, training_args):
             "vs_fp32": float(correct.mean() - reference.mean()),
             "vs_fp32_95": f"{difference[0]:+.3f}..{difference[1]:+.3f}",
             "f1": metrics["f1"],
-            "size_mb": weight_files_bytes(folder) / 2**20,
+            "size_mb": folder_size_bytes(folder) / 2**20,
             "ram_mb": weights_in_ram(model) / 2**20,
             "reviews_per_s": len(labels) / elapsed,
         }

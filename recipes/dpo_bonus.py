@@ -132,12 +132,13 @@ def judged_generation_report(model, tokenizer, judge, prompts, gen_args, batch_s
     """Share of continuations the judge calls positive (one sample per held-out prompt), and the samples."""
     continuations = [row[0] for row in sample_continuations(model, tokenizer, prompts, 1, gen_args, batch_size)]
     scores = judge.positive_probability(continuations)
+    verdicts = scores > 0.5
     # The verdict is saved beside the rounded probability: a score of 0.5004 shows as 0.5 but counts as positive.
     samples = [
-        {"prompt": p, "continuation": c, "p_positive": round(float(s), 3), "judged_positive": bool(s > 0.5)}
-        for p, c, s in zip(prompts, continuations, scores, strict=True)
+        {"prompt": p, "continuation": c, "p_positive": round(float(s), 3), "judged_positive": bool(v)}
+        for p, c, s, v in zip(prompts, continuations, scores, verdicts, strict=True)
     ]
-    return float(np.mean(scores > 0.5)), samples
+    return float(np.mean(verdicts)), samples
 
 
 def preference_pairs(pref_args, given_pairs, model, tokenizer, judge, gen_args, train_texts, seed):
