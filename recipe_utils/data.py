@@ -296,6 +296,20 @@ def prepare_classification_data(data_args, seed: int) -> ClassificationData:
     )
 
 
+def held_out_review_texts(dataset_name: str, eval_size: int, seed: int, test_split: str | None = None) -> list[str]:
+    """The cleaned texts of the reviews a classification run with this eval_size and seed holds out (or of its
+    test split), for recipes that must never train on them, such as pretraining on review text."""
+    from recipe_utils.args import DataArguments
+
+    split_args = DataArguments(
+        dataset_name=dataset_name,
+        dataset_test_split=test_split,
+        eval_size=eval_size,
+        max_eval_samples=eval_size if test_split else None,
+    )
+    return prepare_classification_data(split_args, seed).eval["text"]
+
+
 def _require_classes(table: pd.DataFrame, label_names: list[str], what: str) -> None:
     if table.empty:
         raise RecipeError(f"{what} is empty after cleaning")

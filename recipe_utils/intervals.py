@@ -23,3 +23,22 @@ def _mean_interval(values: np.ndarray, seed: int, level: float) -> tuple[float, 
         return float(values[0]), float(values[0])
     result = bootstrap((values,), np.mean, confidence_level=level, n_resamples=RESAMPLES, random_state=seed)
     return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
+def seeds_and_reviews_interval(values, seed: int, level: float = 0.95) -> tuple[float, float]:
+    """Interval of the mean of a (runs x reviews) table, e.g. one cell's correct answers over its seeds, or
+    two cells' paired differences. Resamples both the runs and the reviews (a two-level bootstrap,
+    percentile interval), so it widens with seed-to-seed spread as well as with the sampling of the held-out
+    set. With three runs it is coarse, as three seeds are."""
+    values = np.asarray(values, dtype=float)
+    if values.ndim != 2 or not values.size:
+        raise ValueError(f"expected a non-empty (runs x reviews) table, got shape {values.shape}")
+    rng = np.random.default_rng(seed)
+    runs, reviews = values.shape
+    run_draws = rng.integers(0, runs, size=(RESAMPLES, runs))
+    review_draws = rng.integers(0, reviews, size=(RESAMPLES, reviews))
+    # Each run's mean over a resampled set of reviews, then the mean over a resampled set of runs.
+    run_means = np.stack([values[:, draw].mean(axis=1) for draw in review_draws])  # (RESAMPLES, runs)
+    means = np.take_along_axis(run_means, run_draws, axis=1).mean(axis=1)
+    tail = (1 - level) / 2
+    return float(np.quantile(means, tail)), float(np.quantile(means, 1 - tail))

