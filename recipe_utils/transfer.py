@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import datasets
 import numpy as np
+import torch
 from transformers import DataCollatorWithPadding, Trainer
 
 from recipe_utils.data import prepare_classification_data, tokenize_reviews
@@ -161,3 +162,48 @@ def tokenized_for(start: Start, model_args, data_args, texts: dict[str, datasets
     tokenizer = load_tokenizer(dataclasses.replace(model_args, model_name_or_path=start.model))
     tokenizer.model_max_length = data_args.max_length
     return tokenizer, {name: tokenize_reviews(dataset, tokenizer, data_args) for name, dataset in texts.items()}
+
+
+@torch.inference_mode()
+def layer_features(model, tokenized: datasets.Dataset, tokenizer, batch_size: int) -> np.ndarray:
+    """Mean-pooled hidden states of every layer (the embeddings first): (reviews, layers + 1, width)."""
+    model.eval()
+    collator = DataCollatorWithPadding(tokenizer)
+    inputs = tokenized.remove_columns([name for name in tokenized.column_names if name == "labels"])
+    pooled = []
+    for begin in range(0, len(inputs), batch_size):
+        batch = collator([inputs[index] for index in range(begin, min(begin + batch_size, len(inputs)))])
+        states = model(**batch, output_hidden_states=True).hidden_states
+        mask = batch["attention_mask"].unsqueeze(-1).float()
+        pooled.append(torch.stack([(state.float() * mask).sum(1) / mask.sum(1) for state in states], dim=1))
+    return torch.cat(pooled).numpy()
+
+
+def layer_probe(start: Start, model_args, train, test, tokenizer, budgets: list[int], seed: int, batch_size: int):
+    """Held-out accuracy of a logistic regression on each layer's mean-pooled features of the start's encoder,
+    frozen, trained on the first `budget` reviews of `train`: how much sentiment each layer carries before any
+    fine-tuning."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from transformers import AutoModel, set_seed
+
+    from recipe_utils.models import load_pretrained
+
+    set_seed(seed)  # the random start's weights
+    encoder_args = dataclasses.replace(model_args, model_name_or_path=start.model, random_init=start.random_init)
+    encoder = load_pretrained(AutoModel, encoder_args)
+    train_features = layer_features(encoder, train.select(range(max(budgets))), tokenizer, batch_size)
+    test_features = layer_features(encoder, test, tokenizer, batch_size)
+    train_labels, test_labels = np.asarray(train["labels"][: max(budgets)]), np.asarray(test["labels"])
+    probes = {}
+    for budget in budgets:
+        probes[budget] = [
+            float(
+                make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=0.1))
+                .fit(train_features[:budget, layer], train_labels[:budget])
+                .score(test_features[:, layer], test_labels)
+            )
+            for layer in range(train_features.shape[1])
+        ]
+    return probes

@@ -175,17 +175,49 @@ def write_transfer_report(study_dir: str, cells: list[dict], differences: list[d
         )
         for start, chosen in results["learning_rates"].items()
     )
+    depth = max(
+        (len(scores) for by_budget in results["layer_probes"].values() for scores in by_budget.values()), default=0
+    )
+    probe_rows = [
+        {
+            "start": start,
+            "labels": budget,
+            **{f"layer_{layer}": (scores[layer:] or [None])[0] for layer in range(depth)},
+        }
+        for start, by_budget in results["layer_probes"].items()
+        for budget, scores in by_budget.items()
+    ]
+    probes = (
+        [
+            "## Linear probe of each frozen start, layer by layer (0: the embeddings)",
+            "Held-out accuracy of a logistic regression on the mean-pooled features of one layer, before any "
+            "fine-tuning: how much sentiment each start carries.",
+            markdown_table(probe_rows),
+        ]
+        if probe_rows
+        else []
+    )
+    stages = [{"start": start, **stage} for start, stage in results["pretraining"].items()]
+    stage_table = markdown_table(stages) if stages else "(no pretrained start)"
+    sections = [
+        "# Transfer study: starts, label budgets, strategies",
+        f"Machine: {results['machine']}; {results['precision']}; whole study {results['study_runtime_s']:.0f} s. "
+        f"Held-out: {results['split_eval_samples']} reviews; seeds {results['seeds']}. accuracy is the mean over "
+        "the seeds that did not fail; accuracy_95 resamples seeds and reviews.",
+        "## Pretraining of each start (its masked-LM run; MiniLM: the probe that fits its head)",
+        stage_table,
+        "## Cells",
+        cell_table,
+        "## Each start against its control (full fine-tuning, paired by seed and review)",
+        difference_table,
+        *probes,
+        "## Learning rates chosen on the validation split",
+        rates,
+        f"![accuracy against labelled reviews]({labels_plot})",
+        f"![accuracy against forgetting]({forgetting_plot})",
+    ]
     with open(os.path.join(study_dir, "comparison.md"), "w", encoding="utf-8") as handle:
-        handle.write(
-            "# Transfer study: starts, label budgets, strategies\n\n"
-            f"Machine: {results['machine']}; {results['precision']}; whole study {results['study_runtime_s']:.0f} s. "
-            f"Held-out: {results['split_eval_samples']} reviews; seeds {results['seeds']}. "
-            "accuracy is the mean over the seeds that did not fail; accuracy_95 resamples seeds and reviews.\n\n"
-            f"{cell_table}\n\n## Each start against its control (full fine-tuning, paired by seed and review)\n\n"
-            f"{difference_table}\n\n## Learning rates chosen on the validation split\n\n{rates}\n\n"
-            f"![accuracy against labelled reviews]({labels_plot})\n\n"
-            f"![accuracy against forgetting]({forgetting_plot})\n"
-        )
+        handle.write("\n\n".join(sections) + "\n")
     headline = {
         f"{d['start']}_minus_{d['against']}_at_{d['labels']}_points": d["difference_points"] for d in differences
     }

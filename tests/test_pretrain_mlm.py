@@ -202,6 +202,8 @@ def tiny_study(tiny_pretraining, tmp_path_factory):
         "6",
         "--forgetting_blocks",
         "8",
+        "--probe_budgets",
+        "40",
         "--eval_size",
         "200",
         "--max_length",
@@ -234,6 +236,9 @@ def test_study_table_holds_one_row_per_cell_with_its_seed_count(tiny_study):
     for image in ("accuracy_vs_labels.png", "accuracy_vs_forgetting.png"):
         assert f"]({image})" in markdown and os.path.getsize(os.path.join(study_dir, image)) > 10_000
     assert "| random | full | 40 |" in stdout
+    probes = report["layer_probes"]
+    assert set(probes) == {"random", "general", "in_domain"}
+    assert all(len(probes[start]["40"]) == 3 for start in probes)  # the embeddings and two layers
 
 
 def test_every_pretrained_start_is_paired_with_random_weights_at_each_budget(tiny_study):
