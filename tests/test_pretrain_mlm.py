@@ -167,15 +167,11 @@ def test_held_out_reviews_never_reach_the_pretraining_corpus(tmp_path):
 STUDY_GRID = ["--label_budgets", "40", "80", "--strategies", "head", "--seeds", "1", "2"]
 
 
-@pytest.fixture(scope="module")
-def tiny_study(tiny_pretraining, tmp_path_factory):
+def study_command(checkpoint: str, study_dir: str) -> list[str]:
     """The study on tiny models: the general checkpoint above, an in-domain one pretrained by the study itself,
     and random weights; two budgets, the head-only strategy, two seeds."""
-    checkpoint, _ = tiny_pretraining
-    study_dir = str(tmp_path_factory.mktemp("study"))
     stage = " ".join([*TINY_BERT, "--max_train_samples", "300", "--max_steps", "5", "--review_eval_samples", "20"])
-    result = run_in_process(
-        "recipes/transfer_study.py",
+    return [
         "--config",
         "recipes/configs/transfer_study/full.yaml",
         "--output_dir",
@@ -212,7 +208,14 @@ def tiny_study(tiny_pretraining, tmp_path_factory):
         "16",
         "--pretraining_overrides",
         stage,
-    )
+    ]
+
+
+@pytest.fixture(scope="module")
+def tiny_study(tiny_pretraining, tmp_path_factory):
+    checkpoint, _ = tiny_pretraining
+    study_dir = str(tmp_path_factory.mktemp("study"))
+    result = run_in_process("recipes/transfer_study.py", *study_command(checkpoint, study_dir))
     assert result.returncode == 0, result.stderr[-3000:]
     with open(os.path.join(study_dir, "comparison.json")) as handle:
         return checkpoint, study_dir, json.load(handle), result.stdout
@@ -276,6 +279,17 @@ def test_forgetting_is_measured_against_the_starts_own_perplexity(tiny_study):
         assert head[f"{text}_ppl_ratio"] == pytest.approx(1.0) if head["seeds"] else True
         assert full[f"{text}_ppl_after"] != full[f"{text}_ppl_before"]
     assert cells[("random", "full", 80)]["general_ppl_ratio"] is None  # random weights knew no text to forget
+
+
+def test_a_second_study_run_reuses_every_stored_run_and_writes_the_same_table(tiny_study):
+    checkpoint, study_dir, report, _ = tiny_study
+    again = run_in_process("recipes/transfer_study.py", *study_command(checkpoint, study_dir))
+    assert again.returncode == 0, again.stderr[-3000:]
+    # nothing trains again: no model is built for fine-tuning
+    assert "reusing the complete pretraining stage" in again.stdout and "trainable parameters" not in again.stdout
+    with open(os.path.join(study_dir, "comparison.json")) as handle:
+        rerun = json.load(handle)
+    assert rerun["cells"] == report["cells"] and rerun["layer_probes"] == report["layer_probes"]
 
 
 def test_two_processes_over_a_finished_run_write_once_and_publish_once(tiny_pretraining, tmp_path, local_hub):
