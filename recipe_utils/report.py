@@ -8,6 +8,14 @@ matplotlib.use("Agg")  # headless: plots are files, never windows
 import matplotlib.pyplot as plt  # noqa: E402
 
 
+def save_figure(figure, path: str) -> str:
+    """Write a finished figure as a PNG and free it; returns the file name, as a report links it."""
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return os.path.basename(path)
+
+
 def comparison_rows(results: dict, metrics=("accuracy", "f1", "f1_macro")) -> list[dict]:
     """One row per model found in all_results-style keys: baseline_<name>_*, before_*, eval_*."""
     prefixes = sorted({key[: -len("_accuracy")] for key in results if key.endswith("_accuracy")})
@@ -55,10 +63,7 @@ def plot_training_curves(log_history: list[dict], path: str, metrics=("eval_accu
         if axis.has_data():
             axis.legend()
         axis.grid(alpha=0.3)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return os.path.basename(path)
+    return save_figure(figure, path)
 
 
 def plot_confusion_matrix(matrix: list[list[int]], label_names: list[str], path: str) -> str:
@@ -70,10 +75,7 @@ def plot_confusion_matrix(matrix: list[list[int]], label_names: list[str], path:
     axis.set_xticks(range(len(label_names)), label_names)
     axis.set_yticks(range(len(label_names)), label_names)
     axis.set(xlabel="predicted", ylabel="true", title="Held-out confusion matrix")
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return os.path.basename(path)
+    return save_figure(figure, path)
 
 
 def plot_comparison(rows: list[dict], path: str, metrics) -> str:
@@ -89,9 +91,7 @@ def plot_comparison(rows: list[dict], path: str, metrics) -> str:
         axis.tick_params(axis="x", rotation=30)
         if metric == "trainable_params":
             axis.set_yscale("log")
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    save_figure(figure, path)
     return path
 
 
@@ -117,7 +117,4 @@ def plot_size_accuracy(rows: list[dict], path: str) -> str:
     axis.set(xlabel="weights on disk (MB, log scale)", ylabel="held-out accuracy", title="Accuracy against size")
     axis.grid(alpha=0.3)
     axis.legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return os.path.basename(path)
+    return save_figure(figure, path)

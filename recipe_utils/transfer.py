@@ -1,4 +1,5 @@
-"""The fine-tuning cells of a transfer study: one start, one label budget, one strategy, one seed.
+"""The pieces of a transfer study: its split, its fine-tuning runs (one start, one label budget, one strategy,
+one seed; each stored as it finishes), the linear probe of a start's layers, and the forgetting scorer.
 
 Every cell of a study shares one split: the held-out reviews, a validation set for choosing learning rates
 (carved from the training reviews, never the held-out ones) and a pool the labelled reviews are drawn from.
@@ -9,21 +10,27 @@ in fp32 after training, as a saved model would be.
 """
 
 import dataclasses
+import hashlib
 import json
 import math
 import os
 import tempfile
 import time
 from dataclasses import dataclass
+from functools import partial
 
 import datasets
 import numpy as np
 import torch
-from transformers import DataCollatorWithPadding, Trainer
+from transformers import AutoModelForMaskedLM, DataCollatorForLanguageModeling, DataCollatorWithPadding, Trainer
 
+from recipe_utils.args import LanguageModelingDataArguments, ModelArguments
 from recipe_utils.data import prepare_classification_data, tokenize_reviews
+from recipe_utils.distributed import say
+from recipe_utils.errors import RecipeError
 from recipe_utils.hardware import peak_memory_mb, reset_peak_memory
 from recipe_utils.inference import predict_probabilities
+from recipe_utils.lm import load_lm_texts, masked_lm_perplexity, tokenize_for_mlm
 from recipe_utils.metrics import classification_metrics
 from recipe_utils.models import apply_freezing, load_classifier, load_tokenizer
 from recipe_utils.outputs import write_json
@@ -229,3 +236,154 @@ def layer_probe(start: Start, model_args, train, test, tokenizer, budgets: list[
             for layer in range(train_features.shape[1])
         ]
     return probes
+
+
+class ForgettingScorer:
+    """Masked-LM perplexity of a start's encoder, and of encoders fine-tuned from it placed under the start's
+    masked-LM head, on held-out general text and held-out reviews: the same blocks and masked positions
+    every time, so before and after compare."""
+
+    def __init__(self, mlm_dir: str, texts: dict, blocks: int, seed: int, batch_size: int):
+        self.mlm_dir = mlm_dir
+        tokenizer = load_tokenizer(ModelArguments(model_name_or_path=mlm_dir))
+        self.blocks = {}
+        for name, dataset in texts.items():
+            packed = tokenize_for_mlm(dataset, tokenizer, 128, whole_word_mask=False)
+            self.blocks[name] = packed.select(range(min(blocks, len(packed))))
+        self.collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=0.15, seed=seed)
+        self.batch_size = batch_size
+
+    def perplexities(self, classifier=None) -> dict:
+        model = AutoModelForMaskedLM.from_pretrained(self.mlm_dir, dtype="float32")
+        if classifier is not None:
+            encoder = getattr(model, model.base_model_prefix)
+            tuned = getattr(classifier, classifier.base_model_prefix).state_dict()
+            missing, _ = encoder.load_state_dict(tuned, strict=False)
+            if missing:
+                raise RecipeError(f"the fine-tuned encoder does not fit {self.mlm_dir}: missing {missing[:3]}")
+        return {
+            name: masked_lm_perplexity(model, blocks, self.collator, self.batch_size)
+            for name, blocks in self.blocks.items()
+        }
+
+
+def forgetting_texts(general_checkpoint: str, held_out_reviews, seed: int) -> dict:
+    """The general text the general start held out (its own run's split) and the held-out reviews."""
+    with open(os.path.join(general_checkpoint, "run_config.json"), encoding="utf-8") as handle:
+        config = json.load(handle)
+    general_args = LanguageModelingDataArguments(
+        dataset_name=config["dataset_name"],
+        dataset_config=config.get("dataset_config"),
+        eval_fraction=config["eval_fraction"],
+    )
+    _, general, _ = load_lm_texts(general_args, config["seed"])
+    reviews = held_out_reviews.shuffle(seed=seed).select_columns(["text"])
+    return {"general": general, "reviews": reviews}
+
+
+class StartRuns:
+    """The fine-tuning runs of one start: its tokenized reviews, its forgetting scorer, and each run stored in
+    runs_dir as it finishes (a run stored with the same settings is read back, not repeated)."""
+
+    def __init__(self, start, data, scorer, runs_dir, settings, model_args, training_args, study_args):
+        self.start, self.data, self.scorer, self.runs_dir, self.settings = start, data, scorer, runs_dir, settings
+        self.model_args, self.training_args, self.study_args = model_args, training_args, study_args
+
+    def _finetune(self, labelled, scored, strategy: str, rate: float, seed: int):
+        data = self.data
+        return finetune(
+            self.start,
+            self.model_args,
+            labelled,
+            scored,
+            data["tokenizer"],
+            data["label_names"],
+            strategy,
+            rate,
+            seed,
+            self.training_args,
+            self.study_args.min_train_steps,
+        )
+
+    def _validation_accuracy(self, strategy: str, rate: float) -> float:
+        result, _ = self._finetune(
+            self.data["selection"], self.data["validation"], strategy, rate, self.study_args.split_seed
+        )
+        return result.accuracy
+
+    def choose_rate(self, candidates: list[float], strategy: str) -> dict:
+        """The candidate learning rate with the best validation accuracy (a tie goes to the smaller rate)."""
+        trials = {}
+        for rate in sorted(candidates):
+            path = os.path.join(self.runs_dir, f"select_{self.start.name}_{strategy}_lr{rate:g}.json")
+            fingerprint = {**self.settings, "strategy": strategy, "rate": rate}
+            trials[rate] = run_once(path, fingerprint, partial(self._validation_accuracy, strategy, rate))
+            say(f"{self.start.name} {strategy} lr {rate:g}: validation accuracy {trials[rate]:.4f}")
+        best = max(trials, key=lambda rate: (trials[rate], -rate))
+        return {"chosen": best, "validation_accuracy": {f"{rate:g}": accuracy for rate, accuracy in trials.items()}}
+
+    def _held_out_run(self, budget: int, strategy: str, rate: float, seed: int) -> dict:
+        # The first `budget` reviews of this seed's draw: nested across budgets, shared across starts.
+        labelled = self.data[f"draw_{seed}"].select(range(budget))
+        result, model = self._finetune(labelled, self.data["held_out"], strategy, rate, seed)
+        return {"result": result.to_json(), "perplexity": self.scorer.perplexities(model) if self.scorer else None}
+
+    def seed_run(self, budget: int, strategy: str, rate: float, seed: int) -> dict:
+        """One seed of one cell: its held-out scores and, for a start with a masked-LM head, its forgetting."""
+        path = os.path.join(self.runs_dir, f"{self.start.name}_{strategy}_{budget}_seed{seed}.json")
+        fingerprint = {**self.settings, "strategy": strategy, "labels": budget, "seed": seed, "rate": rate}
+        stored = run_once(path, fingerprint, partial(self._held_out_run, budget, strategy, rate, seed))
+        result = CellResult.from_json(stored["result"])
+        state = "FAILED (one class)" if result.one_class else f"accuracy {result.accuracy:.4f}"
+        say(f"{self.start.name} {strategy} {budget} labels, seed {seed}: {state}, {result.train_runtime:.0f} s")
+        return {"seed": seed, "result": result, "perplexity": stored["perplexity"]}
+
+
+def run_settings(start: Start, study_args, data_args, training_args) -> dict:
+    """Everything a stored run's figures depend on besides its cell: a run made otherwise is run again."""
+    stage = None
+    if start.mlm_dir or os.path.isdir(start.model):
+        folder = start.mlm_dir or start.model
+        with open(os.path.join(folder, "all_results.json"), "rb") as handle:
+            stage = hashlib.sha256(handle.read()).hexdigest()
+    return {
+        "start": start.name,
+        "model": start.model,
+        "random_init": start.random_init,
+        "pretraining_results_sha256": stage,
+        "split_seed": study_args.split_seed,
+        "validation_size": study_args.validation_size,
+        "selection_budget": study_args.selection_budget,
+        "min_train_steps": study_args.min_train_steps,
+        "forgetting_blocks": study_args.forgetting_blocks,
+        "data": {
+            key: getattr(data_args, key)
+            for key in ("dataset_name", "eval_size", "max_length", "truncation", "head_tokens")
+        },
+        "training": {
+            key: str(getattr(training_args, key))
+            for key in ("per_device_train_batch_size", "weight_decay", "warmup_steps", "lr_scheduler_type", "bf16")
+        },
+    }
+
+
+def stage_summary(start: Start) -> dict:
+    """What the start's own masked-LM run (or, for MiniLM, its head probe) did, from its all_results.json."""
+    with open(os.path.join(start.mlm_dir, "all_results.json"), encoding="utf-8") as handle:
+        stage = json.load(handle)
+    with open(os.path.join(start.mlm_dir, "run_config.json"), encoding="utf-8") as handle:
+        config = json.load(handle)
+    return {
+        "folder": start.mlm_dir,
+        "corpus": config["dataset_name"],
+        "texts": stage["train_samples"],
+        "blocks": stage["train_blocks"],
+        "block_size": config["block_size"],
+        "steps": stage.get("train_steps")
+        or round(stage["train_blocks"] * stage["train_epoch"] / stage["global_batch_size"]),
+        "trained": stage["freeze_strategy"],
+        "excluded_held_out_texts": stage["excluded_held_out_texts"],
+        "train_runtime_s": round(stage["train_runtime"]),
+        "held_out_perplexity": stage["perplexity"],
+        "held_out_review_perplexity": stage["review_perplexity"],
+    }

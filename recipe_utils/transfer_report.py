@@ -7,7 +7,7 @@ import numpy as np
 
 from recipe_utils.intervals import seeds_and_reviews_interval
 from recipe_utils.outputs import write_json
-from recipe_utils.report import markdown_table, plt
+from recipe_utils.report import markdown_table, plt, save_figure
 
 # What each start is measured against: the same architecture from random weights, or MiniLM as shipped.
 CONTROLS = {
@@ -104,10 +104,7 @@ def plot_accuracy_against_labels(cells: list[dict], path: str) -> str:
     axis.set_title("Full fine-tuning: accuracy against labelled reviews, per start")
     axis.grid(alpha=0.3)
     axis.legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return os.path.basename(path)
+    return save_figure(figure, path)
 
 
 def plot_accuracy_against_forgetting(cells: list[dict], path: str) -> str:
@@ -133,10 +130,7 @@ def plot_accuracy_against_forgetting(cells: list[dict], path: str) -> str:
         axes[1].scatter([], [], color=colour, label=start)
     axes[1].legend()
     figure.suptitle("Accuracy against forgetting (right of 1: the encoder lost some of its masked-LM skill)")
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return os.path.basename(path)
+    return save_figure(figure, path)
 
 
 CELL_COLUMNS = (
