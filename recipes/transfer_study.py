@@ -190,7 +190,8 @@ def main(study_args, data_args, model_args, training_args):
 
     split = study_split(data_args, study_args.split_seed, study_args.validation_size)
     largest = max([*study_args.label_budgets, *study_args.minilm_label_budgets])
-    draws = {(size, seed): labelled_draw(split.pool, size, seed) for size in (largest,) for seed in study_args.seeds}
+    # One draw per seed at the largest budget; every smaller budget takes its first reviews.
+    draws = {seed: labelled_draw(split.pool, largest, seed) for seed in study_args.seeds}
     texts = forgetting_texts(study_args.general_checkpoint, split.held_out, study_args.split_seed)
 
     cells, runs, rates, probes = [], {}, {}, {}
@@ -198,7 +199,7 @@ def main(study_args, data_args, model_args, training_args):
     for start in starts:
         say(f"\n=== start: {start.name} ({'random weights of ' if start.random_init else ''}{start.model})")
         plan = cell_plan(start, study_args)
-        needed = {f"draw_{seed}": draws[(largest, seed)] for seed in study_args.seeds}
+        needed = {f"draw_{seed}": draw for seed, draw in draws.items()}
         needed.update(
             held_out=split.held_out,
             validation=split.validation,
