@@ -19,16 +19,11 @@ $(VENV)/.installed: requirements.txt
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $@
 
-# The main job, offline, on the embedded defaults.
+# The main job, offline, on the embedded defaults: every recipe's demo target in the order the seeds chain
+# them, one status line a stage (logs in outputs/logs/), then outputs/REPORT.md. Complete stages are reused;
+# FORCE=1 reruns them all, and `make <stage>` reruns one.
 demo: setup
-	$(MAKE) sft_sentiment
-	$(MAKE) clm_distilgpt2
-	$(MAKE) dpo_bonus
-	$(MAKE) compress
-	$(MAKE) lora
-	$(MAKE) qlora
-	$(MAKE) pretrain_mlm
-	$(MAKE) transfer_study_demo
+	$(OFFLINE) $(PY) -m recipe_utils.tour $(if $(FORCE),--force)
 
 # Two workers of one thread each: on a 2-core machine they overlap one test's data preparation and process
 # start-up with another's compute, which two threads in one process cannot. Each test file stays on one

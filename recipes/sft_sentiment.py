@@ -76,6 +76,7 @@ from recipe_utils.models import (
 )
 from recipe_utils.optim import layerwise_parameter_groups, uses_layerwise_rates
 from recipe_utils.outputs import remove_pickled_training_args, resolved_config, write_json
+from recipe_utils.predictions import write_predictions
 from recipe_utils.report import comparison_rows, markdown_table, plot_confusion_matrix, plot_training_curves
 from recipe_utils.run_folder import claim_output_dir, finish_run, open_run_folder
 from recipe_utils.scratch_adapters import SCRATCH_METHODS
@@ -164,12 +165,15 @@ def compute_metrics(prediction):
 
 
 def score(model, tokenized, tokenizer, batch_size: int, prefix: str) -> tuple[dict, np.ndarray]:
-    predictions = predict_probabilities(model, tokenized, tokenizer, batch_size).argmax(axis=1)
+    """Held-out metrics under `prefix`, and the class probabilities of every review."""
+    probabilities = predict_probabilities(model, tokenized, tokenizer, batch_size)
+    predictions = probabilities.argmax(axis=1)
     metrics = classification_metrics(tokenized["labels"], predictions, num_labels=model.config.num_labels)
-    return {f"{prefix}_{key}": value for key, value in metrics.items()}, predictions
+    return {f"{prefix}_{key}": value for key, value in metrics.items()}, probabilities
 
 
-def baseline_results(data, data_args, script_args, model_args, seed: int, batch_size: int) -> dict:
+def baseline_results(data, data_args, script_args, model_args, seed: int, batch_size: int) -> tuple[dict, dict]:
+    """Each baseline's held-out metrics (baseline_<name>_*) and its predictions by name."""
     train_labels, eval_labels = data.train["label"], data.eval["label"]
     num_labels = len(data.label_names)
     results = {}
@@ -183,7 +187,7 @@ def baseline_results(data, data_args, script_args, model_args, seed: int, batch_
     for name, predictions in candidates.items():
         metrics = classification_metrics(eval_labels, predictions, num_labels)
         results.update({f"baseline_{name}_{key}": value for key, value in metrics.items()})
-    return results
+    return results, candidates
 
 
 def zero_shot_predictions(data, data_args, script_args, model_args, batch_size: int) -> np.ndarray:
@@ -340,7 +344,10 @@ def main(model_args, data_args, freeze_args, peft_args, quant_args, script_args,
     tokenizer.model_max_length = data_args.max_length
     eval_batch = training_args.per_device_eval_batch_size
     results = {**data.stats, "global_batch_size": global_batch}
-    results.update(baseline_results(data, data_args, script_args, model_args, training_args.seed, eval_batch))
+    baselines, baseline_predictions = baseline_results(
+        data, data_args, script_args, model_args, training_args.seed, eval_batch
+    )
+    results.update(baselines)
 
     def model_init():
         return build_model(model_args, freeze_args, peft_args, quant_args, data.label_names)
@@ -350,7 +357,7 @@ def main(model_args, data_args, freeze_args, peft_args, quant_args, script_args,
     if model_args.load_in_4bit:
         results.update(quantized_weight_report(model))
     # The run's starting point (for adapters: the base model with the adapter at its initial, no-op state).
-    before, _ = score(model, eval_tokenized, tokenizer, eval_batch, "before")
+    before, before_probabilities = score(model, eval_tokenized, tokenizer, eval_batch, "before")
     results.update(before)
 
     search = None
@@ -406,9 +413,9 @@ def main(model_args, data_args, freeze_args, peft_args, quant_args, script_args,
 
     # Held-out figures are those of the saved model, reloaded as a user loads it, not of the model in memory.
     saved = load_saved_classifier(run.staging, model_args, quant_args, data.label_names)
-    after, predictions = score(saved, eval_tokenized, tokenizer, eval_batch, "eval")
+    after, probabilities = score(saved, eval_tokenized, tokenizer, eval_batch, "eval")
     results.update(after)
-    matrix = confusion(eval_tokenized["labels"], predictions, len(data.label_names))
+    matrix = confusion(eval_tokenized["labels"], probabilities.argmax(axis=1), len(data.label_names))
     results["eval_confusion_matrix"] = matrix
     if search:
         results["hp_search_best"], results["hp_search_trials"] = search["best"], search["trials"]
@@ -418,6 +425,9 @@ def main(model_args, data_args, freeze_args, peft_args, quant_args, script_args,
     with main_process_writes() as writer:
         if writer:
             write_json(run.path("log_history.json"), log_history)
+            others = {"before": before_probabilities.argmax(axis=1)}
+            others.update({f"baseline_{name}": predictions for name, predictions in baseline_predictions.items()})
+            write_predictions(run.staging, data.eval["text"], data.eval["label"], probabilities, others)
             write_json(
                 run.path("run_config.json"),
                 resolved_config(model_args, data_args, freeze_args, peft_args, quant_args, script_args, training_args),

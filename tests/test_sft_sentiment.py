@@ -144,3 +144,49 @@ def test_two_processes_over_a_finished_run_write_once_publish_once_and_score_eve
         reference, "recipes/sft_sentiment.py", args, tmp_path, local_hub, "tester/ddp-sft"
     )
     check_classifier_run(results, folder, monkeypatch)
+
+
+def test_demo_report_holds_the_run_figures_with_paired_tests_and_links_that_resolve(trained_run):
+    """REPORT.md's sentiment section, written from a real run: its figures are the run's all_results.json,
+    its McNemar p-values those of the per-review answers, its error analysis the most confident mistakes."""
+    import math
+    import re
+
+    from recipe_utils.demo_report import write_report
+    from recipe_utils.predictions import read_predictions
+    from recipe_utils.tour import STAGES
+
+    output_dir, results, _ = trained_run
+    stage = next(stage for stage in STAGES if stage.name == "sft_sentiment")
+    stage = type(stage)(stage.name, stage.summary, output_dir, stage.configs, stage.headline)
+    outputs = os.path.dirname(output_dir)
+    report = write_report([stage], {"sft_sentiment": {"seconds": 61.0, "machine": "test CPU"}}, outputs)
+    text = open(report.path, encoding="utf-8").read()
+
+    rows = {line.split("|")[1].strip(): line.split("|")[2:-1] for line in text.splitlines() if line.startswith("| ")}
+    assert float(rows["fine-tuned MiniLM"][0]) == round(results["eval_accuracy"], 4)
+    answers = read_predictions(output_dir)
+    labels = [row["label"] for row in answers]
+    model_right = [row["prediction"] == row["label"] for row in answers]
+    for name, prefix in (
+        ("TF-IDF + logistic regression (defaults)", "baseline_tfidf"),
+        ("majority class", "baseline_majority"),
+    ):
+        assert float(rows[name][0]) == round(results[f"{prefix}_accuracy"], 4)
+        other_right = [row[prefix] == label for row, label in zip(answers, labels, strict=True)]
+        only_model = sum(m and not o for m, o in zip(model_right, other_right, strict=True))
+        only_other = sum(o and not m for m, o in zip(model_right, other_right, strict=True))
+        n, k = only_model + only_other, min(only_model, only_other)
+        p = min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2**n) if n else 1.0  # exact McNemar
+        shown = rows[name][7].strip()
+        assert shown == ("<0.001" if p < 0.001 else f"{p:.3f}"), (name, shown, p)
+        difference = 100 * (sum(model_right) - sum(other_right)) / len(labels)
+        assert rows[name][5].strip() == f"{difference:+.1f}"
+
+    wrong = sorted((-max(row["probabilities"]), row["text"]) for row in answers if row["prediction"] != row["label"])
+    first_error = " ".join(wrong[0][1].replace("<br />", " ").split())[:60]
+    assert first_error in text, "the most confidently wrong review is not the first one shown"
+
+    for target in re.findall(r"\]\(([^)]+)\)", text):
+        assert os.path.exists(os.path.join(outputs, target)), f"REPORT.md links to {target}, which is missing"
+    assert "training_curves.png" in text and "1 min 01 s" in text

@@ -1,0 +1,222 @@
+"""`make demo`: every recipe on its demo config, in the order the seeds chain them, then one report.
+
+Each stage is the recipe's own make target (the same command a user runs by hand); its output, library
+logs and progress bars included, goes to outputs/logs/<stage>.log, and the terminal gets one status line per
+stage: k of n, what it does, how long it took and its headline figure. A stage whose output folder is
+complete (all_results.json, which a recipe writes last) is reused unless its config changed since the tour
+ran it or --force is given, so a rerun costs seconds and an interrupted tour resumes at the stage it
+stopped in (the recipes' staging folders leave every finished folder whole). The tour ends by writing
+outputs/REPORT.md from the stages' all_results.json.
+
+    python -m recipe_utils.tour [--force]        # make demo [FORCE=1]
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from recipe_utils.hardware import machine_description
+from recipe_utils.outputs import write_json
+
+OUTPUTS = "outputs"
+LOGS = os.path.join(OUTPUTS, "logs")
+# Per stage: the fingerprint of the configs it ran with, its wall time and the machine, as the report states them.
+STAGE_RECORDS = os.path.join(OUTPUTS, "demo_stages.json")
+
+
+def _percent(value: float) -> str:
+    return f"{100 * value:.1f}%"
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str  # its make target
+    summary: str
+    output_dir: str
+    configs: tuple[str, ...]  # the files whose content the stage's result depends on, besides the code
+    headline: Callable[[dict], str]
+
+    def results(self) -> dict | None:
+        path = os.path.join(self.output_dir, "all_results.json")
+        if not os.path.isfile(path):
+            return None
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+
+    def fingerprint(self) -> str:
+        digest = hashlib.sha256()
+        for path in self.configs:
+            with open(path, "rb") as handle:
+                digest.update(path.encode() + b"\0" + handle.read())
+        return digest.hexdigest()[:16]
+
+
+def _config(recipe: str, name: str = "demo.yaml") -> str:
+    return os.path.join("recipes", "configs", recipe, name)
+
+
+STAGES = (
+    Stage(
+        "sft_sentiment",
+        "seeds 001/003: MiniLM fine-tuned on IMDB reviews, against majority and TF-IDF baselines",
+        "outputs/sft_sentiment",
+        (_config("sft_sentiment"),),
+        lambda r: (
+            f"accuracy {r['eval_accuracy']:.3f} (TF-IDF {r['baseline_tfidf_accuracy']:.3f}, "
+            f"before {r['before_accuracy']:.3f})"
+        ),
+    ),
+    Stage(
+        "pretrain_mlm",
+        "seed 000: a small ModernBERT pretrained from scratch on Wikipedia text (masked LM)",
+        "outputs/pretrain_mlm",
+        (_config("pretrain_mlm"),),
+        lambda r: f"perplexity {r['before_perplexity']:,.0f} -> {r['perplexity']:,.0f}",
+    ),
+    Stage(
+        "transfer_study_demo",
+        "seed 000: random weights vs general vs in-domain pretraining, fine-tuned with few labels",
+        "outputs/transfer_study_demo",
+        (_config("transfer_study"), _config("pretrain_mlm"), _config("pretrain_mlm", "in_domain.yaml")),
+        lambda r: (
+            ", ".join(
+                f"{key.split('_minus_')[0]} {r[key]:+.1f} pts"
+                for key in sorted(r)
+                if key.endswith("_at_400_points") and "_minus_random_" in key
+            )
+            + " vs random at 400 labels"
+        ),
+    ),
+    Stage(
+        "lora",
+        "seed 004: LoRA adapters on MiniLM",
+        "outputs/lora",
+        (_config("lora"),),
+        lambda r: f"accuracy {r['eval_accuracy']:.3f} training {_percent(r['trainable_share'])} of the weights",
+    ),
+    Stage(
+        "qlora",
+        "seed 004: the same LoRA on a 4-bit (nf4) base",
+        "outputs/qlora",
+        (_config("qlora"),),
+        lambda r: f"accuracy {r['eval_accuracy']:.3f}",
+    ),
+    Stage(
+        "clm_distilgpt2",
+        "seed 002: a small GPT-2 pretrained on Wikipedia text, then fine-tuned on reviews",
+        "outputs/clm_distilgpt2",
+        (_config("clm_distilgpt2"), _config("clm_distilgpt2", "pretrain_demo.yaml")),
+        lambda r: f"review perplexity {r['before_perplexity']:,.0f} -> {r['perplexity']:,.0f}",
+    ),
+    Stage(
+        "dpo_bonus",
+        "seed 004: DPO steers the generator towards positive reviews, judged by the sentiment classifier",
+        "outputs/dpo_bonus",
+        (_config("dpo_bonus"),),
+        lambda r: f"judged positive {_percent(r['before_positive_share'])} -> {_percent(r['positive_share'])}",
+    ),
+    Stage(
+        "rlhf",
+        "seed 004: a reward model, then online RL (GRPO) on the same generator",
+        "outputs/rlhf",
+        (_config("rlhf"),),
+        lambda r: f"judged positive {_percent(r['start_positive_share'])} -> {_percent(r['rl_positive_share'])}",
+    ),
+    Stage(
+        "compress",
+        "seed 004: quantization, weight clustering and pruning of the sentiment classifier",
+        "outputs/compress",
+        (_config("compress"),),
+        lambda r: "smallest within {:.0%} of fp32: {}, {:.1f}x smaller".format(
+            r["tolerance"],
+            r["smallest_within_tolerance"],
+            next(row["x_smaller"] for row in r["settings"] if row["setting"] == r["smallest_within_tolerance"]),
+        ),
+    ),
+)
+
+
+def read_records() -> dict:
+    if not os.path.isfile(STAGE_RECORDS):
+        return {}
+    with open(STAGE_RECORDS, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def is_reusable(stage: Stage, records: dict) -> bool:
+    """Complete, and (when the tour ran it) run from the configs as they are now."""
+    if stage.results() is None:
+        return False
+    record = records.get(stage.name)
+    return record is None or record.get("fingerprint") == stage.fingerprint()
+
+
+def run_stage(stage: Stage, log_path: str) -> int:
+    with open(log_path, "w", encoding="utf-8") as log:
+        process = subprocess.run(
+            ["make", "--no-print-directory", stage.name], stdout=log, stderr=subprocess.STDOUT, check=False
+        )
+    return process.returncode
+
+
+def elapsed(seconds: float) -> str:
+    minutes, seconds = divmod(round(seconds), 60)
+    return f"{minutes} min {seconds:02d} s" if minutes else f"{seconds} s"
+
+
+def headline(stage: Stage) -> str:
+    try:
+        return stage.headline(stage.results())
+    except (KeyError, TypeError, ValueError) as error:
+        return f"(no headline figure: {error!r} missing from all_results.json)"
+
+
+def tour(stages=STAGES, force: bool = False) -> int:
+    os.makedirs(LOGS, exist_ok=True)
+    records = read_records()
+    machine = machine_description()
+    print(f"make demo: {len(stages)} stages on {machine}; each stage's full output goes to {LOGS}/", flush=True)
+    start = time.time()
+    for number, stage in enumerate(stages, start=1):
+        prefix = f"[{number}/{len(stages)}] {stage.name}: {stage.summary}"
+        if not force and is_reusable(stage, records):
+            print(f"{prefix} ... reused ({stage.output_dir} is complete): {headline(stage)}", flush=True)
+            continue
+        print(f"{prefix} ... ", end="", flush=True)
+        log_path = os.path.join(LOGS, f"{stage.name}.log")
+        stage_start = time.time()
+        code = run_stage(stage, log_path)
+        seconds = time.time() - stage_start
+        if code != 0 or stage.results() is None:
+            print(f"FAILED after {elapsed(seconds)} (exit {code}); its log: {log_path}", flush=True)
+            return code or 1
+        records[stage.name] = {
+            "fingerprint": stage.fingerprint(),
+            "seconds": round(seconds, 1),
+            "machine": machine,
+            "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+        }
+        write_json(STAGE_RECORDS, records)
+        print(f"{elapsed(seconds)}: {headline(stage)}", flush=True)
+    from recipe_utils.demo_report import write_report
+
+    report = write_report(stages, records, OUTPUTS)
+    print(f"\nAll stages done in {elapsed(time.time() - start)}. The report: {report.path}\n\n{report.headline_table}")
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--force", action="store_true", help="rerun every stage, even complete ones")
+    args = parser.parse_args(argv)
+    return tour(STAGES, force=args.force)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
