@@ -41,6 +41,7 @@ class Stage:
     output_dir: str
     configs: tuple[str, ...]  # the files whose content the stage's result depends on, besides the code
     headline: Callable[[dict], str]
+    after: tuple[str, ...] = ()  # stages whose output this one reads
 
     def results(self) -> dict | None:
         path = os.path.join(self.output_dir, "all_results.json")
@@ -73,6 +74,13 @@ STAGES = (
         ),
     ),
     Stage(
+        "clm_distilgpt2",
+        "seed 002: a small GPT-2 pretrained on Wikipedia text, then fine-tuned on reviews",
+        "outputs/clm_distilgpt2",
+        (_config("clm_distilgpt2"), _config("clm_distilgpt2", "pretrain_demo.yaml")),
+        lambda r: f"review perplexity {r['before_perplexity']:,.0f} -> {r['perplexity']:,.0f}",
+    ),
+    Stage(
         "pretrain_mlm",
         "seed 000: a small ModernBERT pretrained from scratch on Wikipedia text (masked LM)",
         "outputs/pretrain_mlm",
@@ -86,12 +94,13 @@ STAGES = (
         (_config("transfer_study"), _config("pretrain_mlm"), _config("pretrain_mlm", "in_domain.yaml")),
         lambda r: (
             ", ".join(
-                f"{key.split('_minus_')[0]} {r[key]:+.1f} pts"
+                f"{key.split('_minus_')[0]} {r[key]:+.1f}"
                 for key in sorted(r)
                 if key.endswith("_at_400_points") and "_minus_random_" in key
             )
-            + " vs random at 400 labels"
+            + " points vs random weights at 400 labels"
         ),
+        after=("pretrain_mlm",),
     ),
     Stage(
         "lora",
@@ -108,27 +117,6 @@ STAGES = (
         lambda r: f"accuracy {r['eval_accuracy']:.3f}",
     ),
     Stage(
-        "clm_distilgpt2",
-        "seed 002: a small GPT-2 pretrained on Wikipedia text, then fine-tuned on reviews",
-        "outputs/clm_distilgpt2",
-        (_config("clm_distilgpt2"), _config("clm_distilgpt2", "pretrain_demo.yaml")),
-        lambda r: f"review perplexity {r['before_perplexity']:,.0f} -> {r['perplexity']:,.0f}",
-    ),
-    Stage(
-        "dpo_bonus",
-        "seed 004: DPO steers the generator towards positive reviews, judged by the sentiment classifier",
-        "outputs/dpo_bonus",
-        (_config("dpo_bonus"),),
-        lambda r: f"judged positive {_percent(r['before_positive_share'])} -> {_percent(r['positive_share'])}",
-    ),
-    Stage(
-        "rlhf",
-        "seed 004: a reward model, then online RL (GRPO) on the same generator",
-        "outputs/rlhf",
-        (_config("rlhf"),),
-        lambda r: f"judged positive {_percent(r['start_positive_share'])} -> {_percent(r['rl_positive_share'])}",
-    ),
-    Stage(
         "compress",
         "seed 004: quantization, weight clustering and pruning of the sentiment classifier",
         "outputs/compress",
@@ -138,6 +126,23 @@ STAGES = (
             r["smallest_within_tolerance"],
             next(row["x_smaller"] for row in r["settings"] if row["setting"] == r["smallest_within_tolerance"]),
         ),
+        after=("sft_sentiment",),
+    ),
+    Stage(
+        "dpo_bonus",
+        "seed 004: DPO steers the generator towards positive reviews, judged by the sentiment classifier",
+        "outputs/dpo_bonus",
+        (_config("dpo_bonus"),),
+        lambda r: f"judged positive {_percent(r['before_positive_share'])} -> {_percent(r['positive_share'])}",
+        after=("sft_sentiment", "clm_distilgpt2"),
+    ),
+    Stage(
+        "rlhf",
+        "seed 004: a reward model, then online RL (GRPO) on the same generator",
+        "outputs/rlhf",
+        (_config("rlhf"),),
+        lambda r: f"judged positive {_percent(r['start_positive_share'])} -> {_percent(r['rl_positive_share'])}",
+        after=("dpo_bonus",),
     ),
 )
 
@@ -157,12 +162,13 @@ def is_reusable(stage: Stage, records: dict) -> bool:
     return record is None or record.get("fingerprint") == stage.fingerprint()
 
 
-def run_stage(stage: Stage, log_path: str) -> int:
+def start_stage(stage: Stage, log_path: str, threads: int | None) -> subprocess.Popen:
+    """The stage's make target, its output (library logs, progress bars) into its log file."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads)) if threads else None
     with open(log_path, "w", encoding="utf-8") as log:
-        process = subprocess.run(
-            ["make", "--no-print-directory", stage.name], stdout=log, stderr=subprocess.STDOUT, check=False
+        return subprocess.Popen(
+            ["make", "--no-print-directory", stage.name], stdout=log, stderr=subprocess.STDOUT, env=env
         )
-    return process.returncode
 
 
 def elapsed(seconds: float) -> str:
@@ -177,33 +183,60 @@ def headline(stage: Stage) -> str:
         return f"(no headline figure: {error!r} missing from all_results.json)"
 
 
-def tour(stages=STAGES, force: bool = False) -> int:
+def tour(stages=STAGES, force: bool = False, workers: int = 2) -> int:
+    """Run the stages that are not reusable, `workers` at a time (each as soon as the stages it reads are
+    done), then write the report. Returns the exit code: 0, or the first failed stage's."""
     os.makedirs(LOGS, exist_ok=True)
     records = read_records()
     machine = machine_description()
-    print(f"make demo: {len(stages)} stages on {machine}; each stage's full output goes to {LOGS}/", flush=True)
+    print(f"make demo: {len(stages)} stages on {machine}, {workers} at a time; logs in {LOGS}/", flush=True)
     start = time.time()
-    for number, stage in enumerate(stages, start=1):
-        prefix = f"[{number}/{len(stages)}] {stage.name}: {stage.summary}"
+    numbers = {stage.name: number for number, stage in enumerate(stages, start=1)}
+    done, failed, running = set(), None, {}
+
+    def status(stage: Stage, text: str) -> None:
+        print(f"[{numbers[stage.name]}/{len(stages)}] {stage.name}: {stage.summary} ... {text}", flush=True)
+
+    for stage in stages:
         if not force and is_reusable(stage, records):
-            print(f"{prefix} ... reused ({stage.output_dir} is complete): {headline(stage)}", flush=True)
-            continue
-        print(f"{prefix} ... ", end="", flush=True)
-        log_path = os.path.join(LOGS, f"{stage.name}.log")
-        stage_start = time.time()
-        code = run_stage(stage, log_path)
-        seconds = time.time() - stage_start
-        if code != 0 or stage.results() is None:
-            print(f"FAILED after {elapsed(seconds)} (exit {code}); its log: {log_path}", flush=True)
-            return code or 1
-        records[stage.name] = {
-            "fingerprint": stage.fingerprint(),
-            "seconds": round(seconds, 1),
-            "machine": machine,
-            "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
-        }
-        write_json(STAGE_RECORDS, records)
-        print(f"{elapsed(seconds)}: {headline(stage)}", flush=True)
+            status(stage, f"reused ({stage.output_dir} is complete): {headline(stage)}")
+            done.add(stage.name)
+    waiting = [stage for stage in stages if stage.name not in done]
+    # Two stages at once overlap one's process start-up, tokenizing, baselines and generation with the other's
+    # training; one thread each keeps them from fighting over the cores.
+    threads = 1 if workers > 1 else None
+    while waiting or running:
+        ready = [stage for stage in waiting if set(stage.after) <= done]
+        while failed is None and ready and len(running) < workers:
+            stage = ready.pop(0)
+            waiting.remove(stage)
+            log_path = os.path.join(LOGS, f"{stage.name}.log")
+            running[stage.name] = (stage, start_stage(stage, log_path, threads), time.time(), log_path)
+        if not running:
+            break  # a failure left stages waiting on it
+        time.sleep(0.5)
+        for name, (stage, process, stage_start, log_path) in list(running.items()):
+            code = process.poll()
+            if code is None:
+                continue
+            del running[name]
+            seconds = time.time() - stage_start
+            if code != 0 or stage.results() is None:
+                status(stage, f"FAILED after {elapsed(seconds)} (exit {code}); its log: {log_path}")
+                failed = failed or code or 1
+                continue
+            done.add(name)
+            records[name] = {
+                "fingerprint": stage.fingerprint(),
+                "seconds": round(seconds, 1),
+                "threads": threads or "default",
+                "machine": machine,
+                "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+            }
+            write_json(STAGE_RECORDS, records)
+            status(stage, f"{elapsed(seconds)}: {headline(stage)}")
+    if failed is not None:
+        return failed
     from recipe_utils.demo_report import write_report
 
     report = write_report(stages, records, OUTPUTS)
@@ -214,8 +247,9 @@ def tour(stages=STAGES, force: bool = False) -> int:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--force", action="store_true", help="rerun every stage, even complete ones")
+    parser.add_argument("--workers", type=int, default=2, help="stages run at once (one thread each when > 1)")
     args = parser.parse_args(argv)
-    return tour(STAGES, force=args.force)
+    return tour(STAGES, force=args.force, workers=args.workers)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ with its log's path, and the report is written at the end."""
 
 import json
 import os
+import types
 
 import pytest
 
@@ -20,26 +21,32 @@ def tiny_tour(tmp_path, monkeypatch):
     for name in ("first", "second"):
         (tmp_path / f"{name}.yaml").write_text("learning_rate: 1e-4\n")
 
-    def fake_run_stage(stage, log_path):
+    def fake_start_stage(stage, log_path, threads):
         runs.append(stage.name)
         with open(log_path, "w") as log:
             log.write("library noise\n")
-        if stage.name == "second" and os.environ.get("FAIL_SECOND"):
-            return 3
-        os.makedirs(stage.output_dir, exist_ok=True)
-        with open(os.path.join(stage.output_dir, "all_results.json"), "w") as handle:
-            json.dump({"eval_accuracy": 0.9}, handle)
-        return 0
+        code = 3 if stage.name == "second" and os.environ.get("FAIL_SECOND") else 0
+        if not code:
+            assert set(stage.after) <= set(runs[:-1]) | completed(), f"{stage.name} started before its inputs"
+            os.makedirs(stage.output_dir, exist_ok=True)
+            with open(os.path.join(stage.output_dir, "all_results.json"), "w") as handle:
+                json.dump({"eval_accuracy": 0.9}, handle)
+        return types.SimpleNamespace(poll=lambda: code)
 
-    monkeypatch.setattr(tour, "run_stage", fake_run_stage)
+    def completed():
+        return {name for name in ("first", "second") if os.path.isfile(f"outputs/{name}/all_results.json")}
+
+    monkeypatch.setattr(tour, "start_stage", fake_start_stage)
     written = []
     monkeypatch.setattr(
         "recipe_utils.demo_report.write_report",
         lambda stages, records, outputs: written.append(records) or tour_report(outputs),
     )
     stages = [
-        tour.Stage(name, f"{name} stage", f"outputs/{name}", (f"{name}.yaml",), lambda r: f"acc {r['eval_accuracy']}")
-        for name in ("first", "second")
+        tour.Stage(
+            name, f"{name} stage", f"outputs/{name}", (f"{name}.yaml",), lambda r: f"acc {r['eval_accuracy']}", after
+        )
+        for name, after in (("first", ()), ("second", ("first",)))
     ]
     return stages, runs, written
 
