@@ -332,10 +332,12 @@ def _clm_section(results: dict | None, stage_dir: str, name: str) -> list[str]:
     if not results:
         return []
     samples = _read_json(stage_dir, "samples.json") or {}
-    pairs = list(zip(samples.get("before", []), samples.get("after", []), strict=False))[:3]
-
-    def text(sample) -> str:
-        return _quote(sample if isinstance(sample, str) else sample.get("text", str(sample)), 200)
+    before, after = samples.get("before", {}), samples.get("after", {})
+    rows = [
+        {"prompt": prompt, "before fine-tuning": _quote(before[prompt], 200), "after": _quote(after[prompt], 200)}
+        for prompt in before
+        if prompt in after
+    ]
 
     return [
         "## Text generation (seed 002)",
@@ -346,7 +348,7 @@ def _clm_section(results: dict | None, stage_dir: str, name: str) -> list[str]:
         f"({100 * results['perplexity_change']:+.0f}%). `make generate` opens seed 002's interactive prompt on it. "
         f"Folder: {_link(name, name)}.",
         "",
-        markdown_table([{"before fine-tuning": text(b), "after": text(a)} for b, a in pairs]) if pairs else "",
+        markdown_table(rows) if rows else "",
         "",
     ]
 
@@ -375,8 +377,8 @@ def _preference_section(dpo: dict | None, rlhf: dict | None, names: dict) -> lis
             ),
             "",
             f"The reward model ranks held-out chosen continuations above rejected ones on "
-            f"{_percent(rlhf['reward_eval_accuracy'])} of pairs. Folders: {_link('dpo_bonus', names['dpo_bonus'])}, "
-            f"{_link('rlhf', names['rlhf'])}.",
+            f"{_percent(rlhf['reward_model_pair_accuracy'])} of pairs. "
+            f"Folders: {_link('dpo_bonus', names['dpo_bonus'])}, {_link('rlhf', names['rlhf'])}.",
             "",
         ]
     elif dpo:

@@ -5,7 +5,7 @@
 
 The starts, each a model folder (pretraining stages run recipes/pretrain_mlm.py and are reused when complete):
   random             the small ModernBERT's architecture and tokenizer with random weights: the control
-  general            the small ModernBERT pretrained on Wikipedia text (make pretrain_mlm)
+  general            the small ModernBERT pretrained on Wikipedia text (general_checkpoint)
   in_domain          the same architecture pretrained from scratch on the texts of the IMDB reviews
   general_in_domain  general, then pretraining continued on those reviews
   minilm             MiniLM as shipped (pretrained by others, at scale)
@@ -69,7 +69,8 @@ class StudyArguments:
         metadata={"help": "Starting points to fine-tune.", "choices": [*SMALL_STARTS, *MINILM_STARTS]},
     )
     general_checkpoint: str = field(
-        default="outputs/pretrain_mlm", metadata={"help": "The general-text checkpoint (make pretrain_mlm)."}
+        default="outputs/pretrain_mlm",
+        metadata={"help": "The general-text checkpoint (make pretrain_mlm; full.yaml: its 4-epoch general.yaml)."},
     )
     label_budgets: list[int] = field(
         default_factory=lambda: [100, 400, 1600], metadata={"help": "Labelled reviews for full fine-tuning."}
@@ -144,7 +145,7 @@ def prepare_starts(study_args, starts_dir: str) -> list[Start]:
     general = study_args.general_checkpoint
     needs_general = {"general", "general_in_domain"} & set(wanted)
     if needs_general and not os.path.isfile(os.path.join(general, "all_results.json")):
-        raise RecipeError(f"no finished pretraining run in {general}; run: make pretrain_mlm")
+        raise RecipeError(f"no finished pretraining run in {general}; run pretrain_mlm.py into it")
     overrides = study_args.pretraining_overrides
     folders = {"general": general}
     if {"in_domain", "random"} & set(wanted):
