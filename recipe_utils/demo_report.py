@@ -7,7 +7,6 @@ Classifier comparisons carry a 95% bootstrap interval and McNemar's test on the 
 
 import json
 import os
-import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,6 +14,8 @@ import numpy as np
 from recipe_utils.intervals import accuracy_interval, mcnemar_p_value, paired_difference_interval
 from recipe_utils.predictions import PREDICTIONS_FILE, read_predictions
 from recipe_utils.report import markdown_table
+from recipe_utils.tour import elapsed
+from recipe_utils.tour import verdict as target_verdict
 
 REPORT_FILE = "REPORT.md"
 SEED = 0  # the bootstrap's resampling seed: the same run always gives the same intervals
@@ -53,10 +54,7 @@ def _p_value(p: float) -> str:
 
 
 def _minutes(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    minutes, seconds = divmod(round(seconds), 60)
-    return f"{minutes} min {seconds:02d} s"
+    return "-" if seconds is None else elapsed(seconds)
 
 
 def _link(text: str, *parts: str) -> str:
@@ -133,11 +131,14 @@ def _stage_table(stages, records, results_by_stage, names) -> str:
         rows.append(
             {
                 "#": number,
+                # Its model card where it has one, else its folder (the studies' tables live there).
                 "stage": _link(stage.name, names[stage.name], "README.md")
                 if os.path.isfile(os.path.join(stage.output_dir, "README.md"))
-                else stage.name,
+                else _link(stage.name, names[stage.name]),
                 "what it does": stage.summary,
                 "headline": stage.headline(results) if results else "not run",
+                "its target": stage.target or "-",
+                "this run": target_verdict(stage, results),
                 "wall time": _minutes(record.get("seconds")),
             }
         )
@@ -301,15 +302,6 @@ def _pretraining_section(
         "reviews_ppl_after",
     )
     table = [{column: cell.get(column) for column in columns} for cell in cells.get("cells", [])]
-    differences = [
-        {
-            "start minus random weights": key.split("_minus_")[0],
-            "labels": key.split("_at_")[1].split("_")[0],
-            "points": study[key],
-        }
-        for key in sorted(study)
-        if key.endswith("_points") and "_minus_" in key and isinstance(study[key], (int, float))
-    ]
     intervals = cells.get("differences", [])
     lines += [
         f"The small model from random weights, from that Wikipedia checkpoint and from in-domain pretraining on "
@@ -319,7 +311,9 @@ def _pretraining_section(
         "",
         markdown_table(table) if table else "",
         "",
-        markdown_table(intervals) if intervals else markdown_table(differences) if differences else "",
+        "Each start against its control, paired by seed and review (95% interval of the difference, in points):",
+        "",
+        markdown_table(intervals) if intervals else "",
         "",
         f"{_image('accuracy against labelled reviews', name, 'accuracy_vs_labels.png')} "
         f"{_image('accuracy against forgetting', name, 'accuracy_vs_forgetting.png')}",
@@ -482,11 +476,15 @@ def write_report(stages, records: dict, outputs_dir: str) -> Report:
         if results_by_stage.get(name)
     }
     headline_table = _stage_table(stages, records, results_by_stage, names)
+    ran = [records[stage.name] for stage in stages if stage.name in records]
+    last_finished = max((record.get("finished", "") for record in ran), default="") or "(not recorded)"
+    machines = ", ".join(sorted({record.get("machine", "an unrecorded machine") for record in ran})) or "-"
     lines = [
         "# What `make demo` measured",
         "",
-        f"Written {time.strftime('%Y-%m-%d %H:%M')} from the stages' own result files; every figure below comes from "
-        "this run. Held-out reviews are never trained on; classifier comparisons are paired on the same reviews.",
+        f"From the run whose last stage finished {last_finished} on {machines}; every figure below is read from the "
+        "stages' own result files. Held-out reviews are never trained on; classifier comparisons are paired on the "
+        "same reviews. A rerun with nothing changed rewrites this report as it is.",
         "",
         headline_table,
         "",

@@ -42,6 +42,9 @@ class Stage:
     configs: tuple[str, ...]  # the files whose content the stage's result depends on, besides the code
     headline: Callable[[dict], str]
     after: tuple[str, ...] = ()  # stages whose output this one reads
+    # The figure the stage's recipe promises on its demo config, and whether this run's results hold it.
+    target: str = ""
+    holds: Callable[[dict], bool] | None = None
 
     def results(self) -> dict | None:
         path = os.path.join(self.output_dir, "all_results.json")
@@ -62,6 +65,8 @@ def _config(recipe: str, name: str = "demo.yaml") -> str:
     return os.path.join("recipes", "configs", recipe, name)
 
 
+# In the order the seeds chain them, and the order they start in: the generator's chain (clm -> DPO -> RL) is
+# the longest, so it goes first and the other stages fill the second lane beside it.
 STAGES = (
     Stage(
         "sft_sentiment",
@@ -72,6 +77,8 @@ STAGES = (
             f"accuracy {r['eval_accuracy']:.3f} (TF-IDF {r['baseline_tfidf_accuracy']:.3f}, "
             f"before {r['before_accuracy']:.3f})"
         ),
+        target="accuracy >= 0.88 and >= 2 points over TF-IDF (defaults)",
+        holds=lambda r: r["eval_accuracy"] >= 0.88 and r["eval_accuracy"] - r["baseline_tfidf_accuracy"] >= 0.02,
     ),
     Stage(
         "clm_distilgpt2",
@@ -79,6 +86,34 @@ STAGES = (
         "outputs/clm_distilgpt2",
         (_config("clm_distilgpt2"), _config("clm_distilgpt2", "pretrain_demo.yaml")),
         lambda r: f"review perplexity {r['before_perplexity']:,.0f} -> {r['perplexity']:,.0f}",
+        target="review perplexity at least 30% lower",
+        holds=lambda r: r["perplexity_change"] <= -0.30,
+    ),
+    Stage(
+        "dpo_bonus",
+        "seed 004: DPO steers the generator towards positive reviews, judged by the sentiment classifier",
+        "outputs/dpo_bonus",
+        (_config("dpo_bonus"),),
+        lambda r: f"judged positive {_percent(r['before_positive_share'])} -> {_percent(r['positive_share'])}",
+        after=("sft_sentiment", "clm_distilgpt2"),
+        target="judged positive +25 points or more, perplexity at most +25%",
+        holds=lambda r: r["positive_share_change"] >= 0.25 and r["perplexity_change"] <= 0.25,
+    ),
+    Stage(
+        "rlhf",
+        "seed 004: a reward model, then online RL (GRPO) on the same generator",
+        "outputs/rlhf",
+        (_config("rlhf"),),
+        lambda r: f"judged positive {_percent(r['start_positive_share'])} -> {_percent(r['rl_positive_share'])}",
+        after=("dpo_bonus",),
+        target="judged positive +25 points, perplexity at most +25%, distinct-2 >= 80% of the start's, "
+        "reward model >= 75% on held-out pairs",
+        holds=lambda r: (
+            r["positive_share_change"] >= 0.25
+            and r["perplexity_change"] <= 0.25
+            and r["distinct_2_ratio"] >= 0.8
+            and r["reward_model_pair_accuracy"] >= 0.75
+        ),
     ),
     Stage(
         "pretrain_mlm",
@@ -86,6 +121,8 @@ STAGES = (
         "outputs/pretrain_mlm",
         (_config("pretrain_mlm"),),
         lambda r: f"perplexity {r['before_perplexity']:,.0f} -> {r['perplexity']:,.0f}",
+        target="held-out perplexity falls",
+        holds=lambda r: r["perplexity"] < r["before_perplexity"],
     ),
     Stage(
         "transfer_study_demo",
@@ -108,6 +145,8 @@ STAGES = (
         "outputs/lora",
         (_config("lora"),),
         lambda r: f"accuracy {r['eval_accuracy']:.3f} training {_percent(r['trainable_share'])} of the weights",
+        target="under 2% of the weights trained, accuracy >= TF-IDF (defaults)",
+        holds=lambda r: r["trainable_share"] < 0.02 and r["eval_accuracy"] >= r["baseline_tfidf_accuracy"],
     ),
     Stage(
         "qlora",
@@ -115,6 +154,8 @@ STAGES = (
         "outputs/qlora",
         (_config("qlora"),),
         lambda r: f"accuracy {r['eval_accuracy']:.3f}",
+        target="4-bit layers <= 15% of their fp32 bytes, accuracy >= TF-IDF (defaults)",
+        holds=lambda r: r["quantized_share_of_fp32"] <= 0.15 and r["eval_accuracy"] >= r["baseline_tfidf_accuracy"],
     ),
     Stage(
         "compress",
@@ -127,22 +168,8 @@ STAGES = (
             next(row["x_smaller"] for row in r["settings"] if row["setting"] == r["smallest_within_tolerance"]),
         ),
         after=("sft_sentiment",),
-    ),
-    Stage(
-        "dpo_bonus",
-        "seed 004: DPO steers the generator towards positive reviews, judged by the sentiment classifier",
-        "outputs/dpo_bonus",
-        (_config("dpo_bonus"),),
-        lambda r: f"judged positive {_percent(r['before_positive_share'])} -> {_percent(r['positive_share'])}",
-        after=("sft_sentiment", "clm_distilgpt2"),
-    ),
-    Stage(
-        "rlhf",
-        "seed 004: a reward model, then online RL (GRPO) on the same generator",
-        "outputs/rlhf",
-        (_config("rlhf"),),
-        lambda r: f"judged positive {_percent(r['start_positive_share'])} -> {_percent(r['rl_positive_share'])}",
-        after=("dpo_bonus",),
+        target="a setting within 1 point of fp32 at 4x or more smaller",
+        holds=lambda r: any(row["vs_fp32"] >= -0.01 and row["x_smaller"] >= 4 for row in r["settings"]),
     ),
 )
 
@@ -155,11 +182,16 @@ def read_records() -> dict:
 
 
 def is_reusable(stage: Stage, records: dict) -> bool:
-    """Complete, and (when the tour ran it) run from the configs as they are now."""
+    """Complete, and (when the tour ran it) run from the configs as they are now, after the stages it reads."""
     if stage.results() is None:
         return False
     record = records.get(stage.name)
-    return record is None or record.get("fingerprint") == stage.fingerprint()
+    if record is None:
+        return True
+    upstream = [records.get(name, {}).get("finished_at", 0) for name in stage.after]
+    return record.get("fingerprint") == stage.fingerprint() and all(
+        finished <= record.get("finished_at", 0) for finished in upstream
+    )
 
 
 def start_stage(stage: Stage, log_path: str, threads: int | None) -> subprocess.Popen:
@@ -176,6 +208,16 @@ def elapsed(seconds: float) -> str:
     return f"{minutes} min {seconds:02d} s" if minutes else f"{seconds} s"
 
 
+def verdict(stage: Stage, results: dict | None) -> str:
+    """'holds' or 'MISSED' against the stage's own target, '-' where it has none."""
+    if not stage.holds or results is None:
+        return "-"
+    try:
+        return "holds" if stage.holds(results) else "MISSED"
+    except (KeyError, TypeError) as error:
+        return f"not measured ({error!r} missing)"
+
+
 def headline(stage: Stage) -> str:
     try:
         return stage.headline(stage.results())
@@ -189,7 +231,8 @@ def tour(stages=STAGES, force: bool = False, workers: int = 2) -> int:
     os.makedirs(LOGS, exist_ok=True)
     records = read_records()
     machine = machine_description()
-    print(f"make demo: {len(stages)} stages on {machine}, {workers} at a time; logs in {LOGS}/", flush=True)
+    lanes = f"{workers} at a time, one thread each" if workers > 1 else "one at a time"
+    print(f"make demo: {len(stages)} stages on {machine}; {lanes}; logs in {LOGS}/", flush=True)
     start = time.time()
     numbers = {stage.name: number for number, stage in enumerate(stages, start=1)}
     done, failed, running = set(), None, {}
@@ -211,11 +254,13 @@ def tour(stages=STAGES, force: bool = False, workers: int = 2) -> int:
             stage = ready.pop(0)
             waiting.remove(stage)
             log_path = os.path.join(LOGS, f"{stage.name}.log")
-            running[stage.name] = (stage, start_stage(stage, log_path, threads), time.time(), log_path)
+            # The configs as the stage starts with them: an edit while it runs makes it stale, not current.
+            fingerprint = stage.fingerprint()
+            running[stage.name] = (stage, start_stage(stage, log_path, threads), time.time(), log_path, fingerprint)
         if not running:
             break  # a failure left stages waiting on it
         time.sleep(0.5)
-        for name, (stage, process, stage_start, log_path) in list(running.items()):
+        for name, (stage, process, stage_start, log_path, fingerprint) in list(running.items()):
             code = process.poll()
             if code is None:
                 continue
@@ -227,11 +272,12 @@ def tour(stages=STAGES, force: bool = False, workers: int = 2) -> int:
                 continue
             done.add(name)
             records[name] = {
-                "fingerprint": stage.fingerprint(),
+                "fingerprint": fingerprint,
                 "seconds": round(seconds, 1),
                 "threads": threads or "default",
                 "machine": machine,
                 "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+                "finished_at": time.time(),
             }
             write_json(STAGE_RECORDS, records)
             status(stage, f"{elapsed(seconds)}: {headline(stage)}")
@@ -249,7 +295,11 @@ def main(argv=None) -> int:
     parser.add_argument("--force", action="store_true", help="rerun every stage, even complete ones")
     parser.add_argument("--workers", type=int, default=2, help="stages run at once (one thread each when > 1)")
     args = parser.parse_args(argv)
-    return tour(STAGES, force=args.force, workers=args.workers)
+    try:
+        return tour(STAGES, force=args.force, workers=args.workers)
+    except KeyboardInterrupt:  # the stages got the same Ctrl-C; their staging folders keep finished ones whole
+        print("\ninterrupted: `make demo` again resumes at the stages that did not finish", flush=True)
+        return 130
 
 
 if __name__ == "__main__":

@@ -190,3 +190,5 @@ def test_demo_report_holds_the_run_figures_with_paired_tests_and_links_that_reso
     for target in re.findall(r"\]\(([^)]+)\)", text):
         assert os.path.exists(os.path.join(outputs, target)), f"REPORT.md links to {target}, which is missing"
     assert "training_curves.png" in text and "1 min 01 s" in text
+    rerun = write_report([stage], {"sft_sentiment": {"seconds": 61.0, "machine": "test CPU"}}, outputs)
+    assert open(rerun.path, encoding="utf-8").read() == text, "the same run gave a different report"
