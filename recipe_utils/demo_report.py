@@ -301,8 +301,25 @@ def _pretraining_section(
         "reviews_ppl_before",
         "reviews_ppl_after",
     )
-    table = [{column: cell.get(column) for column in columns} for cell in cells.get("cells", [])]
-    intervals = cells.get("differences", [])
+    table = [
+        {
+            column: round(v) if "_ppl_" in column and isinstance(v := cell.get(column), float) else cell.get(column)
+            for column in columns
+        }
+        for cell in cells.get("cells", [])
+    ]
+    intervals = [
+        {
+            "start": row["start"],
+            "against": row["against"],
+            "labels": row["labels"],
+            "difference (points)": f"{row['difference_points']:+.1f}",
+            "95% interval": row["difference_95"],
+            "paired seeds": row["paired_seeds"],
+            "verdict": "better" if row["better"] else "worse" if row["worse"] else "no difference shown",
+        }
+        for row in cells.get("differences", [])
+    ]
     lines += [
         f"The small model from random weights, from that Wikipedia checkpoint and from in-domain pretraining on "
         f"review text (held-out reviews excluded), each fine-tuned with few labelled reviews, {len(study['seeds'])} "
@@ -360,12 +377,19 @@ def _preference_section(dpo: dict | None, rlhf: dict | None, names: dict) -> lis
     ]
     if rlhf:
         policies = [name for name in ("start", "rl", "dpo") if f"{name}_positive_share" in rlhf]
-        keys = ("positive_share", "perplexity", "distinct_2", "kl_to_start", "train_runtime_s")
         lines += [
             markdown_table(
                 [
-                    {"policy": {"rl": "RL (GRPO)", "dpo": "DPO"}.get(name, name)}
-                    | {key: rlhf.get(f"{name}_{key}") for key in keys}
+                    {
+                        "policy": {"rl": "RL (GRPO)", "dpo": "DPO"}.get(name, name),
+                        "judged positive": _percent(rlhf[f"{name}_positive_share"]),
+                        "held-out perplexity": f"{rlhf[f'{name}_perplexity']:.1f}",
+                        "distinct-2": f"{rlhf[f'{name}_distinct_2']:.3f}",
+                        "KL to the start": f"{rlhf[f'{name}_kl_to_start']:.2f}",
+                        "training s": round(rlhf[f"{name}_train_runtime_s"])
+                        if rlhf.get(f"{name}_train_runtime_s") is not None
+                        else "-",
+                    }
                     for name in policies
                 ]
             ),
@@ -387,7 +411,6 @@ def _preference_section(dpo: dict | None, rlhf: dict | None, names: dict) -> lis
 def _compression_section(results: dict | None, name: str) -> list[str]:
     if not results:
         return []
-    keys = ("setting", "accuracy", "accuracy_95", "vs_fp32", "vs_fp32_95", "size_mb", "x_smaller", "reviews_per_s")
     return [
         "## Compression (seed 004)",
         "",
@@ -396,14 +419,28 @@ def _compression_section(results: dict | None, name: str) -> list[str]:
         f"within {results['tolerance']:.0%} of fp32: **{results['smallest_within_tolerance']}**; fastest: "
         f"**{results['fastest_within_tolerance']}**. Details: {_link('comparison.md', name, 'comparison.md')}.",
         "",
-        markdown_table([{key: row.get(key) for key in keys} for row in results["settings"]]),
+        markdown_table(
+            [
+                {
+                    "setting": row["setting"],
+                    "accuracy": row["accuracy"],
+                    "95% interval": row["accuracy_95"],
+                    "minus fp32 (points)": f"{100 * row['vs_fp32']:+.1f}",
+                    "its 95% interval": _interval(*(float(end) for end in row["vs_fp32_95"].split("..")), points=True),
+                    "MB on disk": f"{row['size_mb']:.1f}",
+                    "x smaller": f"{row['x_smaller']:.1f}",
+                    "reviews/s": f"{row['reviews_per_s']:.1f}",
+                }
+                for row in results["settings"]
+            ]
+        ),
         "",
         _image("accuracy against size", name, "size_accuracy.png"),
         "",
     ]
 
 
-def _forgetting_section(clm: dict | None, dpo: dict | None, rlhf: dict | None) -> list[str]:
+def _forgetting_section(dpo: dict | None, rlhf: dict | None) -> list[str]:
     rows = []
     if dpo:
         rows.append(
@@ -446,19 +483,29 @@ def _speed_section(stages, records, results_by_stage) -> list[str]:
             {
                 "stage": stage.name,
                 "wall time": _minutes(record.get("seconds")),
+                "threads": record.get("threads", "-"),
                 "training s": round(results["train_runtime"]) if "train_runtime" in results else "-",
-                "training samples/s": results.get("train_samples_per_second", "-"),
+                "training samples/s": f"{results['train_samples_per_second']:.1f}"
+                if "train_samples_per_second" in results
+                else "-",
                 "peak memory MB": round(results["train_peak_memory_mb"]) if "train_peak_memory_mb" in results else "-",
                 "machine": record.get("machine", "-"),
                 "finished": record.get("finished", "-"),
             }
         )
-    total = sum(records.get(stage.name, {}).get("seconds", 0) for stage in stages)
+    ran = [records[stage.name] for stage in stages if "started_at" in records.get(stage.name, {})]
+    total = sum(record["seconds"] for record in ran)
+    span = (
+        f"the stages it ran took {_minutes(max(r['finished_at'] for r in ran) - min(r['started_at'] for r in ran))} "
+        f"from the first start to the last finish ({_minutes(total)} added up, as stages ran side by side)"
+        if ran
+        else "no stage's start was recorded"
+    )
     return [
         "## Speed",
         "",
-        f"Wall time of each stage as the tour last ran it ({_minutes(total)} in all), with its training time, "
-        "throughput and peak memory. `make bench` measures speed against seed-style baselines.",
+        f"Wall time of each stage as the tour last ran it; {span}. With training time, throughput and peak "
+        "memory. `make bench` measures speed against seed-style baselines.",
         "",
         markdown_table(rows),
         "",
@@ -505,9 +552,7 @@ def write_report(stages, records: dict, outputs_dir: str) -> Report:
     )
     lines += _preference_section(results_by_stage.get("dpo_bonus"), results_by_stage.get("rlhf"), names)
     lines += _compression_section(results_by_stage.get("compress"), names.get("compress"))
-    lines += _forgetting_section(
-        results_by_stage.get("clm_distilgpt2"), results_by_stage.get("dpo_bonus"), results_by_stage.get("rlhf")
-    )
+    lines += _forgetting_section(results_by_stage.get("dpo_bonus"), results_by_stage.get("rlhf"))
     lines += _speed_section(stages, records, results_by_stage)
     path = os.path.join(outputs_dir, REPORT_FILE)
     temporary = f"{path}.tmp-{os.getpid()}"

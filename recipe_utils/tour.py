@@ -277,6 +277,7 @@ def tour(stages=STAGES, force: bool = False, workers: int = 2) -> int:
                 "threads": threads or "default",
                 "machine": machine,
                 "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+                "started_at": stage_start,
                 "finished_at": time.time(),
             }
             write_json(STAGE_RECORDS, records)
