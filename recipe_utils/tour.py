@@ -246,7 +246,8 @@ def tour(stages=STAGES, force: bool = False, workers: int = 2) -> int:
             done.add(stage.name)
     waiting = [stage for stage in stages if stage.name not in done]
     # Two stages at once overlap one's process start-up, tokenizing, baselines and generation with the other's
-    # training; one thread each keeps them from fighting over the cores.
+    # training; one thread each keeps them from fighting over the cores. A stage that starts with nothing
+    # beside it and nothing else ready (the end of the chain, a rerun of one stage) gets every thread.
     threads = 1 if workers > 1 else None
     while waiting or running:
         ready = [stage for stage in waiting if set(stage.after) <= done]
@@ -256,11 +257,14 @@ def tour(stages=STAGES, force: bool = False, workers: int = 2) -> int:
             log_path = os.path.join(LOGS, f"{stage.name}.log")
             # The configs as the stage starts with them: an edit while it runs makes it stale, not current.
             fingerprint = stage.fingerprint()
-            running[stage.name] = (stage, start_stage(stage, log_path, threads), time.time(), log_path, fingerprint)
+            alone = not running and not ready and len(waiting) == 0
+            stage_threads = None if alone else threads
+            process = start_stage(stage, log_path, stage_threads)
+            running[stage.name] = (stage, process, time.time(), log_path, fingerprint, stage_threads)
         if not running:
             break  # a failure left stages waiting on it
         time.sleep(0.5)
-        for name, (stage, process, stage_start, log_path, fingerprint) in list(running.items()):
+        for name, (stage, process, stage_start, log_path, fingerprint, stage_threads) in list(running.items()):
             code = process.poll()
             if code is None:
                 continue
@@ -274,7 +278,7 @@ def tour(stages=STAGES, force: bool = False, workers: int = 2) -> int:
             records[name] = {
                 "fingerprint": fingerprint,
                 "seconds": round(seconds, 1),
-                "threads": threads or "default",
+                "threads": stage_threads or "all",
                 "machine": machine,
                 "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
                 "started_at": stage_start,
