@@ -328,6 +328,8 @@ def _pretraining_section(
         "",
         markdown_table(table) if table else "",
         "",
+        _transfer_answer(cells.get("differences", [])),
+        "",
         "Each start against its control, paired by seed and review (95% interval of the difference, in points):",
         "",
         markdown_table(intervals) if intervals else "",
@@ -337,6 +339,24 @@ def _pretraining_section(
         "",
     ]
     return lines
+
+
+def _transfer_answer(differences: list[dict]) -> str:
+    """Seed 000's question, answered from this run's paired differences."""
+    better = [f"{row['start']} at {row['labels']} labels" for row in differences if row["better"]]
+    worse = [f"{row['start']} at {row['labels']} labels" for row in differences if row["worse"]]
+    answer = (
+        f"**In this run, pretraining beats random weights for {', '.join(better)}**"
+        if better
+        else "**In this run, no pretrained start beats random weights of the same architecture**"
+    )
+    if worse:
+        answer += f"; it does worse for {', '.join(worse)}"
+    return (
+        answer + ". The demo's grid is small (two seeds, in-domain pretraining on a twelfth of the reviews); "
+        "`make transfer_study` runs six starts with three seeds and full in-domain pretraining, and "
+        "`docs/transfer_study.md` holds its run of record."
+    )
 
 
 def _clm_section(results: dict | None, stage_dir: str, name: str) -> list[str]:
