@@ -5,13 +5,14 @@ classifiers' per-review answers), never typed in, so the report always describes
 Classifier comparisons carry a 95% bootstrap interval and McNemar's test on the same held-out reviews.
 """
 
-import json
+import functools
 import os
 from dataclasses import dataclass
 
 import numpy as np
 
 from recipe_utils.intervals import accuracy_interval, mcnemar_p_value, paired_difference_interval
+from recipe_utils.outputs import read_json, write_text
 from recipe_utils.predictions import PREDICTIONS_FILE, read_predictions
 from recipe_utils.report import markdown_table
 from recipe_utils.tour import elapsed
@@ -33,14 +34,6 @@ ERRORS_SHOWN = 5
 class Report:
     path: str
     headline_table: str
-
-
-def _read_json(*parts: str):
-    path = os.path.join(*parts)
-    if not os.path.isfile(path):
-        return None
-    with open(path, encoding="utf-8") as handle:
-        return json.load(handle)
 
 
 def _interval(low: float, high: float, points: bool = False) -> str:
@@ -76,7 +69,6 @@ class ClassifierAnswers:
 
     def __init__(self, folder: str, results: dict):
         rows = read_predictions(folder)
-        self.folder = folder
         self.labels = np.array([row["label"] for row in rows])
         self.predictions = np.array([row["prediction"] for row in rows])
         self.confidence = np.array([max(row["probabilities"]) for row in rows])
@@ -92,6 +84,10 @@ class ClassifierAnswers:
     def correct(self) -> np.ndarray:
         return self.predictions == self.labels
 
+    @functools.cached_property
+    def accuracy_95(self) -> str:
+        return _interval(*accuracy_interval(self.correct, SEED))
+
     def against(self, name: str) -> dict:
         """The fine-tuned model minus `name` on the same reviews: difference, its interval, McNemar p."""
         reference = self.others[name] == self.labels
@@ -101,6 +97,7 @@ class ClassifierAnswers:
             "accuracy_95": _interval(*accuracy_interval(reference, SEED)),
             "difference_points": 100 * float(self.correct.mean() - reference.mean()),
             "difference_95": _interval(low, high, points=True),
+            "verdict": "better" if low > 0 else "worse" if high < 0 else "no difference shown",
             "mcnemar_p": mcnemar_p_value(self.correct, reference),
         }
 
@@ -111,16 +108,6 @@ class ClassifierAnswers:
             {"label": int(self.labels[i]), "confidence": float(self.confidence[i]), "text": self.texts[i]}
             for i in order
         ]
-
-
-def verdict(comparison: dict) -> str:
-    """What a difference and its test say, in words."""
-    low, high = (float(part) for part in comparison["difference_95"].split(" to "))
-    if low > 0:
-        return "better"
-    if high < 0:
-        return "worse"
-    return "no difference shown"
 
 
 def _stage_table(stages, records, results_by_stage, names) -> str:
@@ -150,7 +137,7 @@ def _sentiment_section(name: str, results: dict, answers: ClassifierAnswers) -> 
         {
             "model": "fine-tuned MiniLM",
             "accuracy": results["eval_accuracy"],
-            "95% interval": _interval(*accuracy_interval(answers.correct, SEED)),
+            "95% interval": answers.accuracy_95,
             "F1": results["eval_f1"],
             "precision": results["eval_precision"],
             "recall": results["eval_recall"],
@@ -164,20 +151,19 @@ def _sentiment_section(name: str, results: dict, answers: ClassifierAnswers) -> 
         if other not in answers.others:
             continue
         comparison = answers.against(other)
-        prefix = other if other != "before" else "before"
         rows.append(
             {
                 "model": description,
-                "accuracy": results[f"{prefix}_accuracy"],
+                "accuracy": results[f"{other}_accuracy"],
                 "95% interval": comparison["accuracy_95"],
-                "F1": results[f"{prefix}_f1"],
-                "precision": results[f"{prefix}_precision"],
-                "recall": results[f"{prefix}_recall"],
+                "F1": results[f"{other}_f1"],
+                "precision": results[f"{other}_precision"],
+                "recall": results[f"{other}_recall"],
                 "fine-tuned minus it (points)": f"{comparison['difference_points']:+.1f}",
                 "its 95% interval": comparison["difference_95"],
                 "McNemar p": _p_value(comparison["mcnemar_p"]),
                 "verdict": {"better": "fine-tuned better", "worse": "fine-tuned worse"}.get(
-                    verdict(comparison), "no difference shown"
+                    comparison["verdict"], comparison["verdict"]
                 ),
             }
         )
@@ -220,39 +206,36 @@ def _percent(share: float) -> str:
 
 
 def _peft_section(classifiers: dict[str, tuple[dict, ClassifierAnswers]], names: dict) -> list[str]:
-    rows = []
+    rows, notes = [], []
     for stage_name, (results, answers) in classifiers.items():
         against_tfidf = answers.against("baseline_tfidf")
         rows.append(
             {
                 "stage": _link(stage_name, names[stage_name], "README.md"),
                 "method": results.get("peft_method", "none").replace("none", "full (top 4 of 6 layers)")
-                + (" on a 4-bit base" if "quantized_share_of_fp32" in results or "qlora" in stage_name else ""),
+                + (" on a 4-bit base" if "quantized_share_of_fp32" in results else ""),
                 "training reviews": results["train_samples"],
                 "trainable params": f"{results['trainable_params']:,}",
                 "trainable share": _percent(results["trainable_share"]),
                 "saved MB": f"{results['saved_weights_bytes'] / 2**20:.1f}",
                 "training s": round(results["train_runtime"]),
                 "accuracy": results["eval_accuracy"],
-                "95% interval": _interval(*accuracy_interval(answers.correct, SEED)),
+                "95% interval": answers.accuracy_95,
                 "TF-IDF (defaults), same reviews": results["baseline_tfidf_accuracy"],
                 "minus TF-IDF (points)": f"{against_tfidf['difference_points']:+.1f} "
                 f"({against_tfidf['difference_95']})",
                 "McNemar p": _p_value(against_tfidf["mcnemar_p"]),
             }
         )
-    notes = []
-    for stage_name, (results, answers) in classifiers.items():
-        comparison = answers.against("baseline_tfidf")
-        if comparison["difference_points"] < 0:
+        if against_tfidf["difference_points"] < 0:
             notes.append(
                 f"- **{stage_name} scores below the default TF-IDF baseline on its own reviews** "
-                f"({comparison['difference_points']:+.1f} points, interval {comparison['difference_95']}, "
-                f"McNemar p {_p_value(comparison['mcnemar_p'])}): "
+                f"({against_tfidf['difference_points']:+.1f} points, interval {against_tfidf['difference_95']}, "
+                f"McNemar p {_p_value(against_tfidf['mcnemar_p'])}): "
                 + (
                     f"the interval holds zero, so on these {len(answers.labels):,} reviews it is not shown to be "
                     "worse either; "
-                    if verdict(comparison) != "worse"
+                    if against_tfidf["verdict"] != "worse"
                     else "a real shortfall; "
                 )
                 + f"it trains {_percent(results['trainable_share'])} of the weights on "
@@ -286,7 +269,7 @@ def _pretraining_section(
         ]
     if not study:
         return lines + ["The transfer study did not run.", ""]
-    cells = _read_json(study_dir, "comparison.json") or {}
+    cells = read_json(os.path.join(study_dir, "comparison.json")) or {}
     columns = (
         "start",
         "strategy",
@@ -362,7 +345,7 @@ def _transfer_answer(differences: list[dict]) -> str:
 def _clm_section(results: dict | None, stage_dir: str, name: str) -> list[str]:
     if not results:
         return []
-    samples = _read_json(stage_dir, "samples.json") or {}
+    samples = read_json(os.path.join(stage_dir, "samples.json")) or {}
     before, after = samples.get("before", {}), samples.get("after", {})
     rows = [
         {"prompt": prompt, "before fine-tuning": _quote(before[prompt], 200), "after": _quote(after[prompt], 200)}
@@ -575,8 +558,5 @@ def write_report(stages, records: dict, outputs_dir: str) -> Report:
     lines += _forgetting_section(results_by_stage.get("dpo_bonus"), results_by_stage.get("rlhf"))
     lines += _speed_section(stages, records, results_by_stage)
     path = os.path.join(outputs_dir, REPORT_FILE)
-    temporary = f"{path}.tmp-{os.getpid()}"
-    with open(temporary, "w", encoding="utf-8") as handle:
-        handle.write("\n".join(lines).rstrip() + "\n")
-    os.replace(temporary, path)
+    write_text(path, "\n".join(lines).rstrip() + "\n")
     return Report(path=path, headline_table=headline_table)

@@ -17,13 +17,24 @@ def resolved_config(*argument_objects) -> dict:
     return config
 
 
-def write_json(path: str, payload) -> None:
+def write_text(path: str, text: str) -> None:
     """Write through a temporary file and rename: a crash leaves the old file or the new one, never half."""
     temporary = f"{path}.tmp-{os.getpid()}"
     with open(temporary, "w", encoding="utf-8") as handle:
-        json.dump(payload, handle, indent=2, sort_keys=True, default=str)
-        handle.write("\n")
+        handle.write(text)
     os.replace(temporary, path)
+
+
+def write_json(path: str, payload) -> None:
+    write_text(path, json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def read_json(path: str):
+    """The JSON file's content, or None where there is no such file."""
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
 
 
 def remove_pickled_training_args(output_dir: str) -> None:

@@ -13,7 +13,6 @@ outputs/REPORT.md from the stages' all_results.json.
 
 import argparse
 import hashlib
-import json
 import os
 import subprocess
 import sys
@@ -22,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from recipe_utils.hardware import machine_description
-from recipe_utils.outputs import write_json
+from recipe_utils.outputs import read_json, write_json
 
 OUTPUTS = "outputs"
 LOGS = os.path.join(OUTPUTS, "logs")
@@ -47,11 +46,7 @@ class Stage:
     holds: Callable[[dict], bool] | None = None
 
     def results(self) -> dict | None:
-        path = os.path.join(self.output_dir, "all_results.json")
-        if not os.path.isfile(path):
-            return None
-        with open(path, encoding="utf-8") as handle:
-            return json.load(handle)
+        return read_json(os.path.join(self.output_dir, "all_results.json"))
 
     def fingerprint(self) -> str:
         digest = hashlib.sha256()
@@ -175,10 +170,7 @@ STAGES = (
 
 
 def read_records() -> dict:
-    if not os.path.isfile(STAGE_RECORDS):
-        return {}
-    with open(STAGE_RECORDS, encoding="utf-8") as handle:
-        return json.load(handle)
+    return read_json(STAGE_RECORDS) or {}
 
 
 def is_reusable(stage: Stage, records: dict) -> bool:
