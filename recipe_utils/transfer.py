@@ -312,7 +312,12 @@ class StartRuns:
         return result.accuracy
 
     def choose_rate(self, candidates: list[float], strategy: str) -> dict:
-        """The candidate learning rate with the best validation accuracy (a tie goes to the smaller rate)."""
+        """The candidate learning rate with the best validation accuracy (a tie goes to the smaller rate).
+
+        A single candidate is a rate pinned by the config (the demo pins the full study's choice), so no
+        validation run is spent on it and its validation accuracy is left empty."""
+        if len(candidates) == 1:
+            return {"chosen": candidates[0], "validation_accuracy": {}}
         trials = {}
         for rate in sorted(candidates):
             path = os.path.join(self.runs_dir, f"select_{self.start.name}_{strategy}_lr{rate:g}.json")

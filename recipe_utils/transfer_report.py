@@ -164,7 +164,12 @@ def write_transfer_report(study_dir: str, cells: list[dict], differences: list[d
     rates = "\n".join(
         f"- {start}: "
         + "; ".join(
-            f"{strategy} {choice['chosen']:g} (validation {choice['validation_accuracy']})"
+            f"{strategy} {choice['chosen']:g} "
+            + (
+                f"(validation {choice['validation_accuracy']})"
+                if choice["validation_accuracy"]
+                else "(set by the config)"
+            )
             for strategy, choice in chosen.items()
         )
         for start, chosen in results["learning_rates"].items()

@@ -103,6 +103,13 @@ class SentimentArguments:
         default_factory=lambda: ["1 star=negative", "2 stars=negative", "4 stars=positive", "5 stars=positive"],
         metadata={"help": "zero_shot_model label=our label pairs; its other labels are ignored."},
     )
+    score_before: bool = field(
+        default=True,
+        metadata={
+            "help": "Score the held-out reviews before training too (seed 003's original-vs-fine-tuned comparison). "
+            "The adapter demos turn it off: with the adapter at its no-op start that is sft_sentiment's score again."
+        },
+    )
     hp_search_trials: int = field(
         default=0,
         metadata={"help": "Optuna trials over learning rate, epochs and weight decay before the final run (0: off)."},
@@ -357,7 +364,10 @@ def main(model_args, data_args, freeze_args, peft_args, quant_args, script_args,
     if model_args.load_in_4bit:
         results.update(quantized_weight_report(model))
     # The run's starting point (for adapters: the base model with the adapter at its initial, no-op state).
-    before, before_probabilities = score(model, eval_tokenized, tokenizer, eval_batch, "before")
+    before, before_predictions = {}, {}
+    if script_args.score_before:
+        before, before_probabilities = score(model, eval_tokenized, tokenizer, eval_batch, "before")
+        before_predictions = {"before": before_probabilities.argmax(axis=1)}
     results.update(before)
 
     search = None
@@ -425,7 +435,7 @@ def main(model_args, data_args, freeze_args, peft_args, quant_args, script_args,
     with main_process_writes() as writer:
         if writer:
             write_json(run.path("log_history.json"), log_history)
-            others = {"before": before_probabilities.argmax(axis=1)}
+            others = dict(before_predictions)
             others.update({f"baseline_{name}": predictions for name, predictions in baseline_predictions.items()})
             write_predictions(run.staging, data.eval["text"], data.eval["label"], probabilities, others)
             write_json(
@@ -435,7 +445,7 @@ def main(model_args, data_args, freeze_args, peft_args, quant_args, script_args,
             # The held-out scores before and after training frame the curve even when no evaluation ran mid-training.
             final_step = max((entry.get("step", 0) for entry in log_history), default=0)
             framed = [
-                {"step": 0, **{k.replace("before_", "eval_"): v for k, v in before.items()}},
+                *([{"step": 0, **{k.replace("before_", "eval_"): v for k, v in before.items()}}] if before else []),
                 *log_history,
                 {"step": final_step, **after},
             ]
@@ -549,6 +559,7 @@ def write_sentiment_card(
         adapter=adapter,
         hand_written_adapter=peft_args.peft_method in SCRATCH_METHODS,
         saved_weights_mb=results["saved_weights_bytes"] / 2**20,
+        scored_before="before_accuracy" in results,
         zero_shot_model=script_args.zero_shot_model,
         zero_shot_mapping=", ".join(script_args.zero_shot_label_map),
         dataset_name=hub_data,

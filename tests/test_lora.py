@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from huggingface_hub import ModelCard
 
+from recipe_utils.predictions import read_predictions
 from tests.conftest import assert_token_absent, push_and_pull, results_of, run_in_process
 from tests.many_processes import TINY_CLASSIFIER, check_classifier_run, two_processes_over
 from tests.test_sft_sentiment import TINY
@@ -87,6 +88,10 @@ def test_adapter_card_names_the_base_and_shows_how_to_load_it(lora_run):
     assert "PeftModel.from_pretrained(base, repo)" in card.text
     assert "id2label={0: 'negative', 1: 'positive'}" in card.text  # the real label names, not LABEL_1
     assert "{{" not in card.content and "LoRA r=16" in card.text
+    # The demo config skips re-scoring the no-op start (sft_sentiment's score): no row, column or line claims it.
+    assert not any(key.startswith("before_") for key in results) and "before fine-tuning" not in card.text
+    first = read_predictions(output_dir)[0]
+    assert "before" not in first and {"baseline_tfidf", "baseline_majority"} <= set(first)
 
 
 @pytest.fixture(scope="module")

@@ -239,6 +239,10 @@ def test_study_table_holds_one_row_per_cell_with_its_seed_count(tiny_study):
     for image in ("accuracy_vs_labels.png", "accuracy_vs_forgetting.png"):
         assert f"]({image})" in markdown and os.path.getsize(os.path.join(study_dir, image)) > 10_000
     assert "| random | full | 40 |" in stdout
+    # Two candidate rates are chosen between on validation; the single head rate is taken without a run.
+    rates = report["learning_rates"]["general"]
+    assert set(rates["full"]["validation_accuracy"]) == {"0.001", "0.003"} and "general full lr 0.001:" in stdout
+    assert rates["head"] == {"chosen": 3e-3, "validation_accuracy": {}} and "general head lr" not in stdout
     probes = report["layer_probes"]
     assert set(probes) == {"random", "general", "in_domain"}
     assert all(len(probes[start]["40"]) == 3 for start in probes)  # the embeddings and two layers

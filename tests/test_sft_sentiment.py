@@ -83,6 +83,8 @@ def test_model_card_reports_the_measured_numbers(trained_run):
     metrics = {m["type"]: m["value"] for m in card.data.to_dict()["model-index"][0]["results"][0]["metrics"]}
     assert metrics["accuracy"] == round(results["eval_accuracy"], 4)
     assert "{{" not in card.text and "None" not in card.text.split("## Framework versions")[0]
+    assert f"| before fine-tuning | {results['before_accuracy']:.4f} |" in card.text
+    assert "- *before fine-tuning*:" in card.text
 
 
 def test_pipeline_on_the_saved_folder_reads_plain_verdicts(trained_run):
