@@ -311,7 +311,7 @@ def _pretraining_section(
         "",
         markdown_table(table) if table else "",
         "",
-        _transfer_answer(cells.get("differences", [])),
+        _transfer_answer(cells.get("differences", []), study),
         "",
         "Each start against its control, paired by seed and review (95% interval of the difference, in points):",
         "",
@@ -324,8 +324,8 @@ def _pretraining_section(
     return lines
 
 
-def _transfer_answer(differences: list[dict]) -> str:
-    """Seed 000's question, answered from this run's paired differences."""
+def _transfer_answer(differences: list[dict], study: dict) -> str:
+    """Seed 000's question, answered from this run's paired differences, with the size of the grid behind it."""
     better = [f"{row['start']} at {row['labels']} labels" for row in differences if row["better"]]
     worse = [f"{row['start']} at {row['labels']} labels" for row in differences if row["worse"]]
     answer = (
@@ -335,10 +335,13 @@ def _transfer_answer(differences: list[dict]) -> str:
     )
     if worse:
         answer += f"; it does worse for {', '.join(worse)}"
+    in_domain = study.get("pretraining", {}).get("in_domain")
+    grid = f"{len(study['seeds'])} seeds" + (
+        f", in-domain pretraining on {in_domain['texts']:,} reviews" if in_domain else ""
+    )
     return (
-        answer + ". The demo's grid is small (two seeds, in-domain pretraining on a twelfth of the reviews); "
-        "`make transfer_study` runs six starts with three seeds and full in-domain pretraining, and "
-        "`docs/transfer_study.md` holds its run of record."
+        answer + f". The demo's grid is small ({grid}); `make transfer_study` runs six starts with three seeds and "
+        "in-domain pretraining on every training review, and `docs/transfer_study.md` holds its run of record."
     )
 
 

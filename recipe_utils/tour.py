@@ -60,8 +60,9 @@ def _config(recipe: str, name: str = "demo.yaml") -> str:
     return os.path.join("recipes", "configs", recipe, name)
 
 
-# In the order the seeds chain them, and the order they start in: the generator's chain (clm -> DPO -> RL) is
-# the longest, so it goes first and the other stages fill the second lane beside it.
+# In the order they start in: the generator's chain (clm -> DPO -> RL) is the longest, so it goes first and the
+# other stages fill the second lane beside it; QLoRA and compression before LoRA, the shortest, so that both
+# lanes end together (one-thread times on the AVX512-BF16 EPYC: docs/results.md, "The guided tour").
 STAGES = (
     Stage(
         "sft_sentiment",
@@ -135,15 +136,6 @@ STAGES = (
         after=("pretrain_mlm",),
     ),
     Stage(
-        "lora",
-        "seed 004: LoRA adapters on MiniLM",
-        "outputs/lora",
-        (_config("lora"),),
-        lambda r: f"accuracy {r['eval_accuracy']:.3f} training {_percent(r['trainable_share'])} of the weights",
-        target="under 2% of the weights trained, accuracy >= TF-IDF (defaults)",
-        holds=lambda r: r["trainable_share"] < 0.02 and r["eval_accuracy"] >= r["baseline_tfidf_accuracy"],
-    ),
-    Stage(
         "qlora",
         "seed 004: the same LoRA on a 4-bit (nf4) base",
         "outputs/qlora",
@@ -165,6 +157,15 @@ STAGES = (
         after=("sft_sentiment",),
         target="a setting within 1 point of fp32 at 4x or more smaller",
         holds=lambda r: any(row["vs_fp32"] >= -0.01 and row["x_smaller"] >= 4 for row in r["settings"]),
+    ),
+    Stage(
+        "lora",
+        "seed 004: LoRA adapters on MiniLM",
+        "outputs/lora",
+        (_config("lora"),),
+        lambda r: f"accuracy {r['eval_accuracy']:.3f} training {_percent(r['trainable_share'])} of the weights",
+        target="under 2% of the weights trained, accuracy >= TF-IDF (defaults)",
+        holds=lambda r: r["trainable_share"] < 0.02 and r["eval_accuracy"] >= r["baseline_tfidf_accuracy"],
     ),
 )
 
