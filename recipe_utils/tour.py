@@ -60,9 +60,10 @@ def _config(recipe: str, name: str = "demo.yaml") -> str:
     return os.path.join("recipes", "configs", recipe, name)
 
 
-# In the order they start in: the generator's chain (clm -> DPO -> RL) is the longest, so it goes first and the
-# other stages fill the second lane beside it; QLoRA and compression before LoRA, the shortest, so that both
-# lanes end together (one-thread times on the AVX512-BF16 EPYC: docs/results.md, "The guided tour").
+# In the order they start in, one lane each: the generator's chain (clm -> DPO -> RL) goes first; beside it the
+# classifier, the MLM pretraining, QLoRA and compression; the transfer study (the longest after clm) then takes
+# the first lane as RL ends and LoRA (the shortest) the second, so both end together (one-thread times on the
+# AVX512-BF16 EPYC: docs/results.md, "The guided tour").
 STAGES = (
     Stage(
         "sft_sentiment",
@@ -121,21 +122,6 @@ STAGES = (
         holds=lambda r: r["perplexity"] < r["before_perplexity"],
     ),
     Stage(
-        "transfer_study_demo",
-        "seed 000: random weights vs general vs in-domain pretraining, fine-tuned with few labels",
-        "outputs/transfer_study_demo",
-        (_config("transfer_study"), _config("pretrain_mlm"), _config("pretrain_mlm", "in_domain.yaml")),
-        lambda r: (
-            ", ".join(
-                f"{key.split('_minus_')[0]} {r[key]:+.1f}"
-                for key in sorted(r)
-                if key.endswith("_at_400_points") and "_minus_random_" in key
-            )
-            + " points vs random weights at 400 labels"
-        ),
-        after=("pretrain_mlm",),
-    ),
-    Stage(
         "qlora",
         "seed 004: the same LoRA on a 4-bit (nf4) base",
         "outputs/qlora",
@@ -157,6 +143,21 @@ STAGES = (
         after=("sft_sentiment",),
         target="a setting within 1 point of fp32 at 4x or more smaller",
         holds=lambda r: any(row["vs_fp32"] >= -0.01 and row["x_smaller"] >= 4 for row in r["settings"]),
+    ),
+    Stage(
+        "transfer_study_demo",
+        "seed 000: random weights vs general vs in-domain pretraining, fine-tuned with few labels",
+        "outputs/transfer_study_demo",
+        (_config("transfer_study"), _config("pretrain_mlm"), _config("pretrain_mlm", "in_domain.yaml")),
+        lambda r: (
+            ", ".join(
+                f"{key.split('_minus_')[0]} {r[key]:+.1f}"
+                for key in sorted(r)
+                if key.endswith("_at_400_points") and "_minus_random_" in key
+            )
+            + " points vs random weights at 400 labels"
+        ),
+        after=("pretrain_mlm",),
     ),
     Stage(
         "lora",
