@@ -36,6 +36,11 @@ class Report:
     headline_table: str
 
 
+def _verdict(better: bool, worse: bool) -> str:
+    """A paired difference in words: its 95% interval above zero, below it, or holding it."""
+    return "better" if better else "worse" if worse else "no difference shown"
+
+
 def _interval(low: float, high: float, points: bool = False) -> str:
     if points:
         return f"{100 * low:+.1f} to {100 * high:+.1f}"
@@ -97,7 +102,7 @@ class ClassifierAnswers:
             "accuracy_95": _interval(*accuracy_interval(reference, SEED)),
             "difference_points": 100 * float(self.correct.mean() - reference.mean()),
             "difference_95": _interval(low, high, points=True),
-            "verdict": "better" if low > 0 else "worse" if high < 0 else "no difference shown",
+            "verdict": _verdict(low > 0, high < 0),
             "mcnemar_p": mcnemar_p_value(self.correct, reference),
         }
 
@@ -299,7 +304,7 @@ def _pretraining_section(
             "difference (points)": f"{row['difference_points']:+.1f}",
             "95% interval": row["difference_95"],
             "paired seeds": row["paired_seeds"],
-            "verdict": "better" if row["better"] else "worse" if row["worse"] else "no difference shown",
+            "verdict": _verdict(row["better"], row["worse"]),
         }
         for row in cells.get("differences", [])
     ]
