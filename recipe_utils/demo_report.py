@@ -296,6 +296,7 @@ def _pretraining_section(
         }
         for cell in cells.get("cells", [])
     ]
+    starts = list(dict.fromkeys(cell["start"] for cell in cells.get("cells", [])))
     intervals = [
         {
             "start": row["start"],
@@ -309,9 +310,10 @@ def _pretraining_section(
         for row in cells.get("differences", [])
     ]
     lines += [
-        f"The small model from random weights, from that Wikipedia checkpoint and from in-domain pretraining on "
-        f"review text (held-out reviews excluded), each fine-tuned with few labelled reviews, {len(study['seeds'])} "
-        "seeds a cell; the perplexity columns are masked-LM perplexity before and after fine-tuning (forgetting). "
+        f"The small model {_and_list([START_PHRASES.get(start, start) for start in starts])}, each fine-tuned "
+        f"with few labelled reviews, {len(study['seeds'])} seeds a cell (full: every layer trained; top_k: the top "
+        "k layers and the head); the perplexity columns are masked-LM perplexity before and after fine-tuning "
+        "(forgetting). "
         f"Full study and its plots: {_link('comparison.md', name, 'comparison.md')}.",
         "",
         markdown_table(table) if table else "",
@@ -327,6 +329,19 @@ def _pretraining_section(
         "",
     ]
     return lines
+
+
+# How the pretraining section names each start of the transfer study.
+START_PHRASES = {
+    "random": "from random weights",
+    "general": "from that Wikipedia checkpoint",
+    "in_domain": "from in-domain pretraining on review text (held-out reviews excluded)",
+    "general_in_domain": "from that checkpoint with pretraining continued on review text",
+}
+
+
+def _and_list(items: list[str]) -> str:
+    return ", ".join(items[:-1]) + f" and {items[-1]}" if len(items) > 1 else "".join(items)
 
 
 def _transfer_answer(differences: list[dict], study: dict) -> str:

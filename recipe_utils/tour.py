@@ -60,10 +60,10 @@ def _config(recipe: str, name: str = "demo.yaml") -> str:
     return os.path.join("recipes", "configs", recipe, name)
 
 
-# In the order they start in, one lane each: the generator's chain (clm -> DPO -> RL) goes first; beside it the
-# classifier, the MLM pretraining, QLoRA and compression; the transfer study (the longest after clm) then takes
-# the first lane as RL ends and LoRA (the shortest) the second, so both end together (one-thread times on the
-# AVX512-BF16 EPYC: docs/results.md, "The guided tour").
+# In the order they start in, two lanes that end together (one-thread times on the AVX512-BF16 EPYC:
+# docs/results.md, "The guided tour"): the classifier, then the MLM pretraining and the transfer study built on it,
+# beside the generator and DPO; then compression of the classifier and LoRA; QLoRA and RL (as long as each other)
+# last, RL once DPO, whose policy it is compared with, is done.
 STAGES = (
     Stage(
         "sft_sentiment",
@@ -97,22 +97,6 @@ STAGES = (
         holds=lambda r: r["positive_share_change"] >= 0.25 and r["perplexity_change"] <= 0.25,
     ),
     Stage(
-        "rlhf",
-        "seed 004: a reward model, then online RL (GRPO) on the same generator",
-        "outputs/rlhf",
-        (_config("rlhf"),),
-        lambda r: f"judged positive {_percent(r['start_positive_share'])} -> {_percent(r['rl_positive_share'])}",
-        after=("dpo_bonus",),
-        target="judged positive +25 points, perplexity at most +25%, distinct-2 >= 80% of the start's, "
-        "reward model >= 75% on held-out pairs",
-        holds=lambda r: (
-            r["positive_share_change"] >= 0.25
-            and r["perplexity_change"] <= 0.25
-            and r["distinct_2_ratio"] >= 0.8
-            and r["reward_model_pair_accuracy"] >= 0.75
-        ),
-    ),
-    Stage(
         "pretrain_mlm",
         "seed 000: a small ModernBERT pretrained from scratch on Wikipedia text (masked LM)",
         "outputs/pretrain_mlm",
@@ -122,13 +106,19 @@ STAGES = (
         holds=lambda r: r["perplexity"] < r["before_perplexity"],
     ),
     Stage(
-        "qlora",
-        "seed 004: the same LoRA on a 4-bit (nf4) base",
-        "outputs/qlora",
-        (_config("qlora"),),
-        lambda r: f"accuracy {r['eval_accuracy']:.3f}",
-        target="4-bit layers <= 15% of their fp32 bytes, accuracy >= TF-IDF (defaults)",
-        holds=lambda r: r["quantized_share_of_fp32"] <= 0.15 and r["eval_accuracy"] >= r["baseline_tfidf_accuracy"],
+        "transfer_study_demo",
+        "seed 000: Wikipedia pretraining vs random weights, all layers or the top one fine-tuned with few labels",
+        "outputs/transfer_study_demo",
+        (_config("transfer_study"), _config("pretrain_mlm")),
+        lambda r: (
+            ", ".join(
+                f"{key.split('_minus_')[0]} {r[key]:+.1f}"
+                for key in sorted(r)
+                if key.endswith("_at_400_points") and "_minus_random_" in key
+            )
+            + " points vs random weights at 400 labels"
+        ),
+        after=("pretrain_mlm",),
     ),
     Stage(
         "compress",
@@ -145,21 +135,6 @@ STAGES = (
         holds=lambda r: any(row["vs_fp32"] >= -0.01 and row["x_smaller"] >= 4 for row in r["settings"]),
     ),
     Stage(
-        "transfer_study_demo",
-        "seed 000: random weights vs general vs in-domain pretraining, fine-tuned with few labels",
-        "outputs/transfer_study_demo",
-        (_config("transfer_study"), _config("pretrain_mlm"), _config("pretrain_mlm", "in_domain.yaml")),
-        lambda r: (
-            ", ".join(
-                f"{key.split('_minus_')[0]} {r[key]:+.1f}"
-                for key in sorted(r)
-                if key.endswith("_at_400_points") and "_minus_random_" in key
-            )
-            + " points vs random weights at 400 labels"
-        ),
-        after=("pretrain_mlm",),
-    ),
-    Stage(
         "lora",
         "seed 004: LoRA adapters on MiniLM",
         "outputs/lora",
@@ -167,6 +142,31 @@ STAGES = (
         lambda r: f"accuracy {r['eval_accuracy']:.3f} training {_percent(r['trainable_share'])} of the weights",
         target="under 2% of the weights trained, accuracy >= TF-IDF (defaults)",
         holds=lambda r: r["trainable_share"] < 0.02 and r["eval_accuracy"] >= r["baseline_tfidf_accuracy"],
+    ),
+    Stage(
+        "qlora",
+        "seed 004: the same LoRA on a 4-bit (nf4) base",
+        "outputs/qlora",
+        (_config("qlora"),),
+        lambda r: f"accuracy {r['eval_accuracy']:.3f}",
+        target="4-bit layers <= 15% of their fp32 bytes, accuracy >= TF-IDF (defaults)",
+        holds=lambda r: r["quantized_share_of_fp32"] <= 0.15 and r["eval_accuracy"] >= r["baseline_tfidf_accuracy"],
+    ),
+    Stage(
+        "rlhf",
+        "seed 004: a reward model, then online RL (GRPO) on the same generator",
+        "outputs/rlhf",
+        (_config("rlhf"),),
+        lambda r: f"judged positive {_percent(r['start_positive_share'])} -> {_percent(r['rl_positive_share'])}",
+        after=("dpo_bonus",),
+        target="judged positive +25 points, perplexity at most +25%, distinct-2 >= 80% of the start's, "
+        "reward model >= 75% on held-out pairs",
+        holds=lambda r: (
+            r["positive_share_change"] >= 0.25
+            and r["perplexity_change"] <= 0.25
+            and r["distinct_2_ratio"] >= 0.8
+            and r["reward_model_pair_accuracy"] >= 0.75
+        ),
     ),
 )
 

@@ -4,7 +4,8 @@
     python recipes/transfer_study.py --config recipes/configs/transfer_study/demo.yaml    # make demo's smaller grid
 
 The starts, each a model folder (pretraining stages run recipes/pretrain_mlm.py and are reused when complete):
-  random             the small ModernBERT's architecture and tokenizer with random weights: the control
+  random             the control: in_domain's architecture and tokenizer (general's when the study has no
+                     in_domain start) with random weights
   general            the small ModernBERT pretrained on Wikipedia text (general_checkpoint)
   in_domain          the same architecture pretrained from scratch on the texts of the IMDB reviews
   general_in_domain  general, then pretraining continued on those reviews
@@ -143,12 +144,15 @@ def prepare_starts(study_args, starts_dir: str) -> list[Start]:
     """Every start asked for, running (or reusing) the pretraining it needs."""
     wanted = study_args.starts
     general = study_args.general_checkpoint
-    needs_general = {"general", "general_in_domain"} & set(wanted)
+    # Random weights take a pretrained start's architecture and tokenizer: the in-domain start's when the study
+    # has one (its tokenizer was trained on reviews, as the fine-tuning data is), else the general checkpoint's.
+    random_like = "in_domain" if "in_domain" in wanted else "general"
+    needs_general = {"general", "general_in_domain"} & set(wanted) or ("random" in wanted and random_like == "general")
     if needs_general and not os.path.isfile(os.path.join(general, "all_results.json")):
         raise RecipeError(f"no finished pretraining run in {general}; run pretrain_mlm.py into it")
     overrides = study_args.pretraining_overrides
     folders = {"general": general}
-    if {"in_domain", "random"} & set(wanted):
+    if "in_domain" in wanted:
         folders["in_domain"] = pretrain("in_domain", starts_dir, overrides)
     if "general_in_domain" in wanted:
         folders["general_in_domain"] = pretrain(
@@ -165,8 +169,8 @@ def prepare_starts(study_args, starts_dir: str) -> list[Start]:
         )
     starts = []
     for name in wanted:
-        if name == "random":  # the in-domain start's architecture and tokenizer, none of its weights
-            starts.append(Start("random", folders["in_domain"], random_init=True))
+        if name == "random":
+            starts.append(Start("random", folders[random_like], random_init=True))
         else:
             starts.append(Start(name, folders[name], mlm_dir=folders[name]))
     return starts

@@ -285,6 +285,28 @@ def test_forgetting_is_measured_against_the_starts_own_perplexity(tiny_study):
     assert cells[("random", "full", 80)]["general_ppl_ratio"] is None  # random weights knew no text to forget
 
 
+def test_demo_study_gives_random_weights_the_general_architecture_and_pretrains_nothing(tiny_pretraining, tmp_path):
+    """make demo's grid has no in-domain start: its control is the Wikipedia checkpoint with random weights."""
+    checkpoint, _ = tiny_pretraining
+    study_dir = str(tmp_path / "study")
+    sizes = ["--label_budgets", "40", "--seeds", "1", "--validation_size", "100", "--selection_budget", "40"]
+    sizes += ["--min_train_steps", "6", "--forgetting_blocks", "8", "--eval_size", "200", "--max_length", "64"]
+    config = ["--config", "recipes/configs/transfer_study/demo.yaml", "--general_checkpoint", checkpoint]
+    result = run_in_process(
+        "recipes/transfer_study.py", *config, "--output_dir", study_dir, *sizes, "--head_tokens", "16"
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"=== start: random (random weights of {checkpoint})" in result.stdout
+    assert not os.path.exists(os.path.join(study_dir, "starts"))  # no pretraining stage ran
+    with open(os.path.join(study_dir, "comparison.json")) as handle:
+        cells = json.load(handle)["cells"]
+    assert {(cell["start"], cell["strategy"]) for cell in cells} == {
+        ("random", "full"),
+        ("general", "full"),
+        ("general", "top_1"),
+    }
+
+
 def test_a_second_study_run_reuses_every_stored_run_and_writes_the_same_table(tiny_study):
     checkpoint, study_dir, report, _ = tiny_study
     again = run_in_process("recipes/transfer_study.py", *study_command(checkpoint, study_dir))
