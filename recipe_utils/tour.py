@@ -117,6 +117,7 @@ STAGES = (
                 if key.endswith("_at_400_points") and "_minus_random_" in key
             )
             + " points vs random weights at 400 labels"
+            + (f" ({r['failed_runs']} of the runs ended predicting one class)" if r.get("failed_runs") else "")
         ),
         after=("pretrain_mlm",),
     ),

@@ -220,5 +220,7 @@ def write_transfer_report(study_dir: str, cells: list[dict], differences: list[d
     headline = {
         f"{d['start']}_minus_{d['against']}_at_{d['labels']}_points": d["difference_points"] for d in differences
     }
+    # Runs that ended predicting one class are left out of every mean and pairing: the headline says how many.
+    headline["failed_runs"] = sum(cell["failed"] for cell in cells)
     write_json(os.path.join(study_dir, "all_results.json"), {**results, **headline})
     return cell_table

@@ -233,6 +233,8 @@ def test_study_table_holds_one_row_per_cell_with_its_seed_count(tiny_study):
             low, high = (float(value) for value in cell["accuracy_95"].split("-"))
             assert low <= cell["accuracy"] <= high and 0 < cell["accuracy"] < 1
     assert cells[("general", "head", 80)]["trainable_params"] < cells[("general", "full", 80)]["trainable_params"]
+    with open(os.path.join(study_dir, "all_results.json")) as handle:
+        assert json.load(handle)["failed_runs"] == sum(cell["failed"] for cell in cells.values())
     with open(os.path.join(study_dir, "comparison.md")) as handle:
         markdown = handle.read()
     assert "| in_domain | head | 80 |" in markdown and "against its control" in markdown

@@ -91,3 +91,10 @@ def test_a_failed_stage_stops_the_tour_with_its_log_and_a_rerun_resumes_there(ti
     monkeypatch.delenv("FAIL_SECOND")
     assert tour.tour(stages) == 0
     assert runs == ["first", "second", "second"], "the rerun did not resume at the stage that failed"
+
+
+def test_transfer_headline_says_when_runs_failed_and_is_quiet_when_none_did():
+    stage = next(stage for stage in tour.STAGES if stage.name == "transfer_study_demo")
+    results = {"general_minus_random_at_400_points": 0.0, "failed_runs": 1}
+    assert stage.headline(results).endswith("(1 of the runs ended predicting one class)")
+    assert "ended predicting one class" not in stage.headline({**results, "failed_runs": 0})
