@@ -147,7 +147,8 @@ def prepare_starts(study_args, starts_dir: str) -> list[Start]:
     # Random weights take a pretrained start's architecture and tokenizer: the in-domain start's when the study
     # has one (its tokenizer was trained on reviews, as the fine-tuning data is), else the general checkpoint's.
     random_like = "in_domain" if "in_domain" in wanted else "general"
-    needs_general = {"general", "general_in_domain"} & set(wanted) or ("random" in wanted and random_like == "general")
+    built_from = {random_like if name == "random" else name for name in wanted}
+    needs_general = {"general", "general_in_domain"} & built_from
     if needs_general and not os.path.isfile(os.path.join(general, "all_results.json")):
         raise RecipeError(f"no finished pretraining run in {general}; run pretrain_mlm.py into it")
     overrides = study_args.pretraining_overrides
