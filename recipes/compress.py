@@ -165,8 +165,10 @@ def warm_up(model, data, tokenizer, data_args, batch_size) -> float:
     return time.perf_counter() - start
 
 
-def pipeline_baseline(compress_args, data, device: str = "cpu") -> dict:
-    """The default call a user would make: fp32, one review at a time, the tokenizer's own truncation."""
+def pipeline_baseline(compress_args, data, device: str = "cpu", repeats: int = 2) -> dict:
+    """The default call a user would make: fp32, one review at a time, the tokenizer's own truncation.
+    Timed `repeats` times and the fastest kept: one pass over 1,000 reviews ran anywhere from 18 to 26 reviews/s
+    on the same VM, and the fastest baseline is the one a speed-up must beat."""
     from transformers import pipeline
 
     classifier = pipeline(
@@ -174,9 +176,11 @@ def pipeline_baseline(compress_args, data, device: str = "cpu") -> dict:
     )
     texts = list(data.eval["text"])
     classifier(texts[:8], truncation=True)  # warm-up, as every setting gets one: the first calls set up threads
-    start = time.perf_counter()
-    predictions = classifier(texts, truncation=True)
-    elapsed = time.perf_counter() - start
+    elapsed = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        predictions = classifier(texts, truncation=True)
+        elapsed = min(elapsed, time.perf_counter() - start)
     label_ids = {name: index for index, name in classifier.model.config.id2label.items()}
     predicted = np.array([label_ids[p["label"]] for p in predictions])
     return {
