@@ -32,7 +32,6 @@ from transformers import (  # noqa: E402
     DataCollatorWithPadding,
     Trainer,
     TrainingArguments,
-    pipeline,
     set_seed,
 )
 
@@ -40,7 +39,7 @@ from recipe_utils.args import parse_args  # noqa: E402
 from recipe_utils.compression import load_compressed  # noqa: E402
 from recipe_utils.data import load_raw_dataset, prepare_classification_data, tokenize_reviews  # noqa: E402
 from recipe_utils.hardware import cpu_has_native_bf16, cpu_name, settle_cpu_precision  # noqa: E402
-from recipe_utils.inference import predict_probabilities  # noqa: E402
+from recipe_utils.inference import predict_probabilities, time_pipeline, timed_scoring, warm_up  # noqa: E402
 from recipe_utils.lm import config_from_scratch, tokenize_for_lm, train_bpe_tokenizer  # noqa: E402
 from recipe_utils.models import encoder_layers, load_tokenizer  # noqa: E402
 from recipe_utils.report import markdown_table  # noqa: E402
@@ -262,32 +261,25 @@ def inference(work: str, trained) -> list[dict]:
             "accuracy": float((predicted == labels).mean()),
         }
 
-    start = time.perf_counter()
-    tokenized = tokenize_reviews(data.eval, tokenizer, data_args)
-    probabilities = predict_probabilities(model, tokenized, tokenizer, batch_size)
-    elapsed = time.perf_counter() - start
+    warm_up(model, data.eval, tokenizer, data_args, batch_size)
+    probabilities, elapsed = timed_scoring(model, data.eval, tokenizer, data_args, batch_size)
     rows = [
         row(
             f"batch scoring (recipe_utils.inference: {data_args.truncation} {data_args.max_length}, "
             f"length-sorted batches of {batch_size})",
-            [len(ids) for ids in tokenized["input_ids"]],
+            [len(ids) for ids in tokenize_reviews(data.eval, tokenizer, data_args)["input_ids"]],
             elapsed,
             probabilities.argmax(axis=1),
         )
     ]
-
-    classifier = pipeline("text-classification", model=folder)
-    start = time.perf_counter()
-    # truncation=True: without it the pipeline fails on reviews longer than the model's window.
-    predictions = classifier(texts, truncation=True)
-    elapsed = time.perf_counter() - start
-    label_ids = {name: index for index, name in model.config.id2label.items()}
+    # The same baseline timing as make compress's: warmed up, the faster of two passes.
+    classifier, predicted, elapsed = time_pipeline(folder, texts)
     rows.append(
         row(
             'pipeline("text-classification", model=FOLDER)(texts, truncation=True), defaults',
             [len(ids) for ids in classifier.tokenizer(texts, truncation=True)["input_ids"]],
             elapsed,
-            np.array([label_ids[p["label"]] for p in predictions]),
+            predicted,
         )
     )
     return rows
@@ -333,10 +325,8 @@ def compressed_scoring(compress_dir: str) -> list[dict]:
             with open(os.path.join(folder, "compression.json")) as handle:
                 runtime = json.load(handle)["runtime"]
             precision = RUNTIME_PRECISIONS.get(runtime, runtime)
-        compress.warm_up(model, data, tokenizer, data_args, compress_args.score_batch_size)
-        probabilities, elapsed = compress.timed_scoring(
-            model, data, tokenizer, data_args, compress_args.score_batch_size
-        )
+        warm_up(model, data.eval, tokenizer, data_args, compress_args.score_batch_size)
+        probabilities, elapsed = timed_scoring(model, data.eval, tokenizer, data_args, compress_args.score_batch_size)
         rows.append(
             {
                 "setup": f"compress: {setting}, batch scoring",

@@ -19,7 +19,6 @@ import dataclasses
 import os
 import shutil
 import tempfile
-import time
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 
@@ -46,7 +45,7 @@ from recipe_utils.data import prepare_classification_data, tokenize_reviews
 from recipe_utils.distributed import say, world_size
 from recipe_utils.errors import RecipeError, exit_on_recipe_error
 from recipe_utils.hardware import machine_description, settle_cpu_precision
-from recipe_utils.inference import predict_probabilities
+from recipe_utils.inference import time_pipeline, timed_scoring, warm_up
 from recipe_utils.intervals import accuracy_interval, paired_difference_interval
 from recipe_utils.metrics import classification_metrics
 from recipe_utils.models import load_pretrained, load_tokenizer, resolve_model_path, saved_truncation
@@ -148,41 +147,10 @@ def compress_one(setting, compress_args, folder, train_tokenized, tokenizer, tra
     return made
 
 
-def timed_scoring(model, data, tokenizer, data_args, batch_size) -> tuple[np.ndarray, float]:
-    """Probabilities of every held-out review and the wall time from text to scores (tokenizing included)."""
-    start = time.perf_counter()
-    tokenized = tokenize_reviews(data.eval, tokenizer, data_args)
-    probabilities = predict_probabilities(model, tokenized, tokenizer, batch_size)
-    return probabilities, time.perf_counter() - start
-
-
-def warm_up(model, data, tokenizer, data_args, batch_size) -> float:
-    """Run a few batches of every length class first, so a compiled model's compilation is not timed."""
-    start = time.perf_counter()
-    lengths = np.array([len(text) for text in data.eval["text"]])
-    picks = np.argsort(lengths)[np.linspace(0, len(lengths) - 1, 3 * batch_size).astype(int)]
-    predict_probabilities(model, tokenize_reviews(data.eval.select(picks), tokenizer, data_args), tokenizer, batch_size)
-    return time.perf_counter() - start
-
-
-def pipeline_baseline(compress_args, data, device: str = "cpu", repeats: int = 2) -> dict:
-    """The default call a user would make: fp32, one review at a time, the tokenizer's own truncation.
-    Timed `repeats` times and the fastest kept: one pass over 1,000 reviews ran anywhere from 18 to 26 reviews/s
-    on the same VM, and the fastest baseline is the one a speed-up must beat."""
-    from transformers import pipeline
-
-    classifier = pipeline(
-        "text-classification", model=resolve_model_path(compress_args.model_name_or_path), device=device
-    )
+def pipeline_baseline(compress_args, data, device: str = "cpu") -> dict:
+    """Speed and accuracy of the default fp32 pipeline call on the held-out reviews (the speed baseline)."""
     texts = list(data.eval["text"])
-    classifier(texts[:8], truncation=True)  # warm-up, as every setting gets one: the first calls set up threads
-    elapsed = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        predictions = classifier(texts, truncation=True)
-        elapsed = min(elapsed, time.perf_counter() - start)
-    label_ids = {name: index for index, name in classifier.model.config.id2label.items()}
-    predicted = np.array([label_ids[p["label"]] for p in predictions])
+    _, predicted, elapsed = time_pipeline(resolve_model_path(compress_args.model_name_or_path), texts, device)
     return {
         "pipeline_reviews_per_s": len(texts) / elapsed,
         "pipeline_accuracy": float((predicted == np.asarray(data.eval["label"])).mean()),
@@ -252,8 +220,8 @@ def main(compress_args, data_args, output_args, training_args):
             model = load_compressed(folder, device=device)
         else:
             model = load_source(SimpleNamespace(model_name_or_path=folder, model_revision="main"), device)
-        warm_up_s = warm_up(model, data, tokenizer, data_args, compress_args.score_batch_size)
-        probabilities, elapsed = timed_scoring(model, data, tokenizer, data_args, compress_args.score_batch_size)
+        warm_up_s = warm_up(model, data.eval, tokenizer, data_args, compress_args.score_batch_size)
+        probabilities, elapsed = timed_scoring(model, data.eval, tokenizer, data_args, compress_args.score_batch_size)
         predictions = probabilities.argmax(axis=1)
         correct = predictions == labels
         if reference is None:
