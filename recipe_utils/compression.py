@@ -481,9 +481,9 @@ def int8_dynamic(model, compile_model: bool = True):
     device = next(model.parameters()).device
     quantize_(model, Int8DynamicActivationInt8WeightConfig(reduce_range=should_reduce_range(device)))
     if compile_model:
-        # Freezing folds the constant int8 weights into the compiled graph: 1.16x with VNNI (62 against 54
-        # reviews/s) and 1.2x with PyTorch limited to AVX2 (41 against 34), the same predictions (docs/results.md).
-        model.forward = torch.compile(model.forward, dynamic=True, options={"freezing": True})
+        # Not with inductor's freezing: interleaved in one process it scored no faster (docs/results.md) and
+        # compiled 20-50 s longer.
+        model.forward = torch.compile(model.forward, dynamic=True)
     return model
 
 
