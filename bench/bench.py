@@ -48,6 +48,8 @@ SFT_DEMO = os.path.join(ROOT, "recipes", "configs", "sft_sentiment", "demo.yaml"
 LORA_DEMO = os.path.join(ROOT, "recipes", "configs", "lora", "demo.yaml")
 QLORA_DEMO = os.path.join(ROOT, "recipes", "configs", "qlora", "demo.yaml")
 COMPRESS_DEMO = os.path.join(ROOT, "recipes", "configs", "compress", "demo.yaml")
+# The baseline row of both scoring sections (recipe_utils.inference.time_pipeline).
+PIPELINE_SETUP = 'pipeline("text-classification", model=FOLDER)(texts, truncation=True), defaults'
 # What a compressed folder's runtime computes in (compression.json "runtime").
 RUNTIME_PRECISIONS = {
     "fp32": "fp32 (weights decoded from their stored codes)",
@@ -276,7 +278,7 @@ def inference(work: str, trained) -> list[dict]:
     classifier, predicted, elapsed = time_pipeline(folder, texts)
     rows.append(
         row(
-            'pipeline("text-classification", model=FOLDER)(texts, truncation=True), defaults',
+            PIPELINE_SETUP,
             [len(ids) for ids in classifier.tokenizer(texts, truncation=True)["input_ids"]],
             elapsed,
             predicted,
@@ -307,7 +309,7 @@ def compressed_scoring(compress_dir: str) -> list[dict]:
     baseline = compress.pipeline_baseline(compress_args, data)
     rows = [
         {
-            "setup": 'pipeline("text-classification", model=FOLDER)(texts, truncation=True), defaults',
+            "setup": PIPELINE_SETUP,
             "precision": "fp32",
             "reviews_per_s": baseline["pipeline_reviews_per_s"],
             "accuracy": baseline["pipeline_accuracy"],
