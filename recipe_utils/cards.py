@@ -183,3 +183,72 @@ def classify(texts):
 
 
 print(classify(["A tender, funny film with a terrific cast.", "Two hours I will never get back."]))'''
+
+
+def write_clm_card(run, results, samples_before, samples_after, model_args, scratch_args, data_args, training_args, adapter, judges):
+    """The clm_distilgpt2 card: start, data shape, perplexity and bits per byte, controllability by both judges beside
+    the imitation ceiling, diversity, and the same requests answered before and after."""
+    from recipe_utils.data import describe_dataset, hub_dataset_id
+    from recipe_utils.models import SMOLLM2, hub_model_id
+
+    name = model_args.model_name_or_path
+    from_scratch = scratch_args.model_type is not None
+    base = None if from_scratch or os.path.isdir(name) else hub_model_id(name)
+    hub_data = hub_dataset_id(data_args.dataset_name)
+    model_name = training_args.hub_model_id or os.path.basename(os.path.abspath(run.final))
+    metrics = [("perplexity", "Perplexity", results["perplexity"], "held-out reviews")]
+    metrics.append(("bits_per_byte", "Bits per byte", results["bits_per_byte"], "held-out reviews"))
+    judged = sorted(key for key in results if key.startswith("controllability_") and key.count("_") == 2)
+    for key in judged:
+        metrics.append((key, f"Judged as asked ({key.split('_', 1)[1].replace('_', ', ')})", results[key], "requests"))
+    card_data = ModelCardData(
+        language="en",
+        license="apache-2.0",
+        library_name="peft" if adapter else "transformers",
+        pipeline_tag="text-generation",
+        base_model=base,
+        datasets=[hub_data],
+        tags=["causal-lm", "sft", "trl", "movie-reviews", "recipes-clm_distilgpt2"],
+        model_name=model_name,
+        eval_results=generator_eval_results(hub_data, metrics),
+    )
+    start = f"a {scratch_args.model_type} built from scratch ({scratch_args.config_overrides})" if from_scratch else name
+    rows = [
+        {
+            "judge": judge,
+            "sentiment": sentiment,
+            "before": results.get(f"before_controllability_{judge}_{sentiment}"),
+            "after": results.get(f"controllability_{judge}_{sentiment}"),
+            "low": results.get(f"controllability_{judge}_{sentiment}_low"),
+            "high": results.get(f"controllability_{judge}_{sentiment}_high"),
+            "ceiling": results.get(f"ceiling_{judge}_{sentiment}"),
+        }
+        for judge in judges
+        for sentiment in ("negative", "positive")
+        if f"controllability_{judge}_{sentiment}" in results
+    ]
+    write_model_card(
+        run.staging,
+        "clm.md.j2",
+        card_data,
+        model_name=model_name,
+        start=start,
+        gguf_note=name == SMOLLM2,
+        adapter=adapter,
+        results=results,
+        rows=rows,
+        judge_names={"classifier": "the sft_sentiment classifier", "tfidf": "TF-IDF + logistic regression"},
+        data_args=data_args,
+        hub_data=hub_data,
+        dataset_description=describe_dataset(data_args.dataset_name),
+        max_length=training_args.max_length,
+        packing=training_args.packing,
+        samples=list(zip(samples_before[:6], samples_after[:6], strict=True)),
+        learning_rate=training_args.learning_rate,
+        epochs=training_args.num_train_epochs,
+        max_steps=training_args.max_steps,
+        seed=training_args.seed,
+        usage_id=training_args.hub_model_id or run.final,
+        chat=data_args.data_shape == "conversational",
+        tracker_runs=results["tracker_runs"],
+    )

