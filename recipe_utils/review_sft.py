@@ -36,7 +36,10 @@ class ReviewSFTArguments(DatasetArguments):
 
     data_shape: str = field(
         default="conversational",
-        metadata={"help": "text: the reviews as plain text; conversational: review requests and answers.", "choices": list(SHAPES)},
+        metadata={
+            "help": "text: the reviews as plain text; conversational: review requests and answers.",
+            "choices": list(SHAPES),
+        },
     )
     label_column: str | None = field(
         default="label",
@@ -69,6 +72,8 @@ class ReviewSFTArguments(DatasetArguments):
             raise ValueError(f"eval_size must be at least 2, got {self.eval_size}")
         if not 0 < self.eval_fraction < 1:
             raise ValueError(f"eval_fraction must be between 0 and 1, got {self.eval_fraction}")
+        if self.data_shape == "conversational" and not self.label_column:
+            raise ValueError("data_shape conversational needs labelled reviews (set label_column)")
 
 
 def review_request(sentiment: str, review: str, rng: np.random.Generator) -> str:
@@ -85,12 +90,17 @@ def sft_rows(texts: list[str], labels: list[int] | None, shape: str, class_names
     if labels is None:
         raise RecipeError("data_shape conversational needs labelled reviews (set label_column)")
     rng = np.random.default_rng(seed)
-    prompts = [[{"role": "user", "content": review_request(class_names[y], t, rng)}] for t, y in zip(texts, labels, strict=True)]
+    prompts = [
+        [{"role": "user", "content": review_request(class_names[y], t, rng)}]
+        for t, y in zip(texts, labels, strict=True)
+    ]
     return {"prompt": prompts, "completion": [[{"role": "assistant", "content": text}] for text in texts]}
 
 
 @torch.inference_mode()
-def answer_perplexity(model, tokenizer, prompts: list[str], answers: list[str], max_length: int, batch: int = 8) -> dict:
+def answer_perplexity(
+    model, tokenizer, prompts: list[str], answers: list[str], max_length: int, batch: int = 8
+) -> dict:
     """Perplexity per token and bits per byte of `answers` given `prompts` (rendered text; "" for plain text, where
     the first token, having no context, is not scored), over at most max_length tokens of prompt + answer.
     Bits per byte divide the summed loss by the UTF-8 bytes of the scored text, so they compare across tokenizers.
@@ -123,7 +133,11 @@ def answer_perplexity(model, tokenizer, prompts: list[str], answers: list[str], 
         text_bytes = sum(len(tokenizer.decode(ids[start:]).encode("utf-8")) for ids, start in chunk)
         sums.append((nats, int(scored.sum()), text_bytes))
     nats, tokens, text_bytes = (sum(values) for values in zip(*gather_rows(sums, len(starts)), strict=True))
-    return {"perplexity": float(np.exp(nats / tokens)), "bits_per_byte": nats / np.log(2) / text_bytes, "tokens": tokens}
+    return {
+        "perplexity": float(np.exp(nats / tokens)),
+        "bits_per_byte": nats / np.log(2) / text_bytes,
+        "tokens": tokens,
+    }
 
 
 def judged_as_asked(judges: dict, texts: list[str], wanted: list[int], seed: int) -> dict:
@@ -197,8 +211,14 @@ def split_reviews(args: ReviewSFTArguments, seed: int) -> Reviews:
     data = prepare_classification_data(DataArguments(**common, max_train_samples=args.max_train_samples), seed)
     pool = prepare_classification_data(DataArguments(**common), seed).train
     return Reviews(
-        data.train["text"], data.train["label"], data.eval["text"], data.eval["label"],
-        pool["text"], pool["label"], CLASS_NAMES, data.stats,
+        data.train["text"],
+        data.train["label"],
+        data.eval["text"],
+        data.eval["label"],
+        pool["text"],
+        pool["label"],
+        CLASS_NAMES,
+        data.stats,
     )
 
 
@@ -244,7 +264,9 @@ def generator_figures(model, tokenizer, reviews: Reviews, judges: dict, args, ge
     if args.data_shape == "conversational":
         labels = reviews.eval_labels[: args.perplexity_reviews]
         rng = np.random.default_rng(seed)
-        prompts = [render_prompt(tokenizer, review_request(CLASS_NAMES[y], t, rng)) for t, y in zip(texts, labels, strict=True)]
+        prompts = [
+            render_prompt(tokenizer, review_request(CLASS_NAMES[y], t, rng)) for t, y in zip(texts, labels, strict=True)
+        ]
         answers = [text + tokenizer.eos_token for text in texts]
     else:
         prompts, answers = [""] * len(texts), texts

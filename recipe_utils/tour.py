@@ -79,9 +79,29 @@ STAGES = (
     ),
     Stage(
         "clm_distilgpt2",
-        "seed 002: a small GPT-2 pretrained on Wikipedia text, then fine-tuned on reviews",
+        "seeds 002/004: SmolLM2-135M-Instruct tuned with TRL's SFTTrainer (LoRA) to write the review asked for",
         "outputs/clm_distilgpt2",
-        (_config("clm_distilgpt2"), _config("clm_distilgpt2", "pretrain_demo.yaml")),
+        (_config("clm_distilgpt2"),),
+        lambda r: (
+            f"review perplexity {r['before_perplexity']:.1f} -> {r['perplexity']:.1f}; judged as asked (classifier) "
+            f"negative {_percent(r['before_controllability_classifier_negative'])} -> "
+            f"{_percent(r['controllability_classifier_negative'])}, positive "
+            f"{_percent(r['before_controllability_classifier_positive'])} -> "
+            f"{_percent(r['controllability_classifier_positive'])}"
+        ),
+        after=("sft_sentiment",),
+        target="review perplexity at least 15% lower; each sentiment judged as asked >= 85% (classifier)",
+        holds=lambda r: (
+            r["perplexity_change"] <= -0.15
+            and r["controllability_classifier_negative"] >= 0.85
+            and r["controllability_classifier_positive"] >= 0.85
+        ),
+    ),
+    Stage(
+        "clm_gpt2",
+        "seed 002: a small GPT-2 pretrained on Wikipedia text, then fine-tuned on reviews (the DPO and RL start)",
+        "outputs/clm_gpt2",
+        (_config("clm_distilgpt2", "gpt2_demo.yaml"), _config("clm_distilgpt2", "pretrain_demo.yaml")),
         lambda r: f"review perplexity {r['before_perplexity']:,.0f} -> {r['perplexity']:,.0f}",
         target="review perplexity at least 30% lower",
         holds=lambda r: r["perplexity_change"] <= -0.30,
@@ -92,7 +112,7 @@ STAGES = (
         "outputs/dpo_bonus",
         (_config("dpo_bonus"),),
         lambda r: f"judged positive {_percent(r['before_positive_share'])} -> {_percent(r['positive_share'])}",
-        after=("sft_sentiment", "clm_distilgpt2"),
+        after=("sft_sentiment", "clm_gpt2"),
         target="judged positive +25 points or more, perplexity at most +25%",
         holds=lambda r: r["positive_share_change"] >= 0.25 and r["perplexity_change"] <= 0.25,
     ),

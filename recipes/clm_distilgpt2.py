@@ -16,6 +16,9 @@ generation:" until an empty line, each answer streamed as it is sampled):
     python recipes/clm_distilgpt2.py --generate_only --model_name_or_path outputs/clm_distilgpt2
 """
 
+import recipe_utils.quiet  # noqa: F401  (first: keeps library import noise off the screen)
+
+# isort: split
 import os
 from dataclasses import dataclass, field
 
@@ -38,14 +41,14 @@ from recipe_utils.args import ModelArguments, OutputArguments, ScratchModelArgum
 from recipe_utils.cards import write_clm_card
 from recipe_utils.distributed import from_main_process, is_main_process, main_process_writes, say, wait_for_everyone
 from recipe_utils.errors import RecipeError, exit_on_recipe_error
-from recipe_utils.generation import GenerationArguments, generate, interactive_loop, render_prompt
+from recipe_utils.generation import GenerationArguments, generate, interactive_loop
 from recipe_utils.hardware import settle_cpu_precision
 from recipe_utils.hub import publish, take_push_request
 from recipe_utils.lm import config_from_scratch, pad_with_eos, train_bpe_tokenizer
 from recipe_utils.models import SMOLLM2, load_pretrained, load_tokenizer, parameter_counts, skeleton
 from recipe_utils.outputs import remove_pickled_training_args, resolved_config, write_json
 from recipe_utils.report import plot_training_curves
-from recipe_utils.review_sft import ReviewSFTArguments, generator_figures, load_judges, split_reviews, sft_rows
+from recipe_utils.review_sft import ReviewSFTArguments, generator_figures, load_judges, sft_rows, split_reviews
 from recipe_utils.run_folder import claim_output_dir, finish_run, open_run_folder
 from recipe_utils.tracking import tracker_runs
 
@@ -89,7 +92,9 @@ def build_model_and_tokenizer(model_args, scratch_args, train_texts, quantized: 
         tokenizer = load_tokenizer(model_args)
         model = load_pretrained(AutoModelForCausalLM, model_args, quantization_config=quantization)
     elif quantization is not None:
-        raise RecipeError("load_in_4bit / load_in_8bit need a pretrained model_name_or_path, not one built from scratch")
+        raise RecipeError(
+            "load_in_4bit / load_in_8bit need a pretrained model_name_or_path, not one built from scratch"
+        )
     else:
         if scratch_args.tokenizer_name:
             tokenizer = load_tokenizer(type(model_args)(model_name_or_path=scratch_args.tokenizer_name))
@@ -128,14 +133,15 @@ def main(generator_args, scratch_args, data_args, gen_args, peft_args, clm_args,
     if model_args.load_in_4bit:
         results.update(quantized_weight_report(model))
     judges = load_judges(data_args, reviews, training_args.seed)
-    eval_batch = training_args.per_device_eval_batch_size
 
     before, samples_before = generator_figures(model, tokenizer, reviews, judges, data_args, gen_args, training_args)
     results.update({f"before_{key}": value for key, value in before.items() if not key.startswith("ceiling_")})
     results.update({key: value for key, value in before.items() if key.startswith("ceiling_")})
     model = wrap_with_peft(model, model_args, peft_args, "CAUSAL_LM")
     results.update(parameter_counts(model, total=full_count), global_batch_size=global_batch_size(training_args))
-    rows = sft_rows(reviews.train_texts, reviews.train_labels, data_args.data_shape, reviews.class_names, training_args.seed)
+    rows = sft_rows(
+        reviews.train_texts, reviews.train_labels, data_args.data_shape, reviews.class_names, training_args.seed
+    )
     trainer = SFTTrainer(
         model=model, args=training_args, train_dataset=datasets.Dataset.from_dict(rows), processing_class=tokenizer
     )
@@ -176,8 +182,16 @@ def main(generator_args, scratch_args, data_args, gen_args, peft_args, clm_args,
             write_json(run.path("samples.json"), {"before": samples_before, "after": samples_after})
             plot_training_curves(trainer.state.log_history, run.path("training_curves.png"), metrics=())
             write_clm_card(
-                run, results, samples_before, samples_after, model_args, scratch_args, data_args, training_args,
-                adapter=describe_adapter(model_args, peft_args), judges=judges,
+                run,
+                results,
+                samples_before,
+                samples_after,
+                model_args,
+                scratch_args,
+                data_args,
+                training_args,
+                adapter=describe_adapter(model_args, peft_args),
+                judges=judges,
             )
     say(summary(results, data_args.perplexity_reviews))
     for sample in samples_after[:3]:
@@ -209,7 +223,11 @@ def summary(results: dict, reviews: int) -> str:
 
 @exit_on_recipe_error
 def cli(args=None, defaults=None):
-    return main(*parse_args(make_parser_types(), args, defaults))
+    # SFTConfig turns bf16 on by default and refuses it on a machine without a GPU unless use_cpu is set; default
+    # to it only where a GPU is (the YAML configs say what they want), so `--generate_only` works anywhere.
+    import torch
+
+    return main(*parse_args(make_parser_types(), args, {"bf16": torch.cuda.is_available(), **(defaults or {})}))
 
 
 if __name__ == "__main__":

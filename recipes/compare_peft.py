@@ -9,6 +9,9 @@ learning rate differ (each at a rate suited to it, listed in the table). Writes
 study_dir/comparison.{md,json,png} and each method's full run folder under study_dir.
 """
 
+import recipe_utils.quiet  # noqa: F401  (first: keeps library import noise off the screen)
+
+# isort: split
 import argparse
 import json
 import os

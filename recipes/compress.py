@@ -15,6 +15,9 @@ Settings chain steps with "+" (see recipe_utils/compression.py), e.g.:
         --settings uniform-4-channel-asym kmeans-3 ffn-50+recover+int8-dynamic --output_dir outputs/compress_mine
 """
 
+import recipe_utils.quiet  # noqa: F401  (first: keeps library import noise off the screen)
+
+# isort: split
 import dataclasses
 import os
 import shutil

@@ -13,6 +13,9 @@ The reference model: with LoRA, the policy itself with the adapter disabled (no 
 checkpoint that is itself an adapter is merged first, so adapters never stack. Without PEFT, a frozen copy.
 """
 
+import recipe_utils.quiet  # noqa: F401  (first: keeps library import noise off the screen)
+
+# isort: split
 import os
 from dataclasses import dataclass, field
 
@@ -64,7 +67,7 @@ class PolicyArguments(ModelConfig):
     """The model to tune: TRL's ModelConfig, as its dpo script takes it (trust_remote_code is DPOConfig's)."""
 
     model_name_or_path: str | None = field(
-        default="outputs/clm_distilgpt2",
+        default="outputs/clm_gpt2",
         metadata={"help": "Causal LM to tune: local folder (a saved adapter is merged first) or Hub id."},
     )
 

@@ -12,6 +12,9 @@ Only the adapter (and, for classification, the task head and pooler) is saved; -
 writes the merged full model to output_dir/merged. Every flag of the underlying recipe works here.
 """
 
+import recipe_utils.quiet  # noqa: F401  (first: keeps library import noise off the screen)
+
+# isort: split
 import sys
 
 import clm_distilgpt2

@@ -8,6 +8,9 @@ read from the run_config.json published with the model, locally or on the Hub), 
 held-out evaluation.
 """
 
+import recipe_utils.quiet  # noqa: F401  (first: keeps library import noise off the screen)
+
+# isort: split
 import argparse
 import os
 import sys

@@ -13,6 +13,9 @@ the same masked positions (a seeded collator), and goes into all_results.json an
 checkpoint is the starting point of the transfer study (recipes/transfer_study.py).
 """
 
+import recipe_utils.quiet  # noqa: F401  (first: keeps library import noise off the screen)
+
+# isort: split
 import inspect
 import math
 import os

@@ -7,6 +7,9 @@ The token comes from HF_TOKEN or the login cache (`hf auth login`), never from t
 Uploads weights or adapter, tokenizer, model card, results and plots; never pickles or optimizer state.
 """
 
+import recipe_utils.quiet  # noqa: F401  (first: keeps library import noise off the screen)
+
+# isort: split
 import argparse
 import os
 import sys

@@ -9,6 +9,9 @@ their share of the fp32 size); the task head and pooler stay in full precision a
 bitsandbytes runs these layers on CPU as well as CUDA. Flags as in lora.py (--task sentiment|clm).
 """
 
+import recipe_utils.quiet  # noqa: F401  (first: keeps library import noise off the screen)
+
+# isort: split
 from lora import run
 
 if __name__ == "__main__":

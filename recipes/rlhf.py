@@ -16,6 +16,9 @@ uses the reference the same way: the policy with its adapter disabled under LoRA
 `--reward judge` skips the reward model and rewards with the classifier's P(positive) directly.
 """
 
+import recipe_utils.quiet  # noqa: F401  (first: keeps library import noise off the screen)
+
+# isort: split
 import os
 import shutil
 import tempfile

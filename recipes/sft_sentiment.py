@@ -14,6 +14,9 @@ The same script as seed 003's plain PyTorch loop (Dataset + DataLoader + optimiz
 Any key of the YAML can be overridden on the command line (--learning_rate 3e-5); see --help.
 """
 
+import recipe_utils.quiet  # noqa: F401  (first: keeps library import noise off the screen)
+
+# isort: split
 import dataclasses
 import os
 import shutil

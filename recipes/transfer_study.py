@@ -25,6 +25,9 @@ Writes to output_dir: comparison.md / comparison.json (cells, and each start aga
 interval of the difference), accuracy_vs_labels.png, accuracy_vs_forgetting.png, all_results.json (last).
 """
 
+import recipe_utils.quiet  # noqa: F401  (first: keeps library import noise off the screen)
+
+# isort: split
 import os
 import shlex
 import time

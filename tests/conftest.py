@@ -191,3 +191,34 @@ def audit_events(log: str) -> list[dict]:
 
 def relative_files(folder: str) -> set[str]:
     return {os.path.relpath(os.path.join(root, name), folder) for root, _, names in os.walk(folder) for name in names}
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory) -> str:
+    """A 2-layer, 64-wide Llama with random weights and SmolLM2's tokenizer and chat template, saved as a folder:
+    the generation recipes' code paths (chat template, LoRA on all linear layers, completion-only loss) in
+    seconds. Its tokenizer comes from the converted SmolLM2 folder (converted once per machine)."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from recipe_utils.models import SMOLLM2, resolve_model_path
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(SMOLLM2))
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(0)
+    folder = str(tmp_path_factory.mktemp("tiny_llama"))
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder

@@ -29,7 +29,8 @@ RECIPES = {
     "clm_distilgpt2": (lambda argv: clm_distilgpt2.cli(argv), "recipes/configs/clm_distilgpt2/demo.yaml"),
     "dpo_bonus": (lambda argv: dpo_bonus.cli(argv), "recipes/configs/dpo_bonus/demo.yaml"),
 }
-CLASSIFIERS = ("sft_sentiment", "lora", "qlora")
+# Recipes that read labelled reviews (the causal LM's demo asks for reviews of a given label).
+CLASSIFIERS = ("sft_sentiment", "lora", "qlora", "clm_distilgpt2")
 NOT_UTF8 = b"text,label\n" + b"caf\xe9 cr\xe8me, great\n" * 30
 GARBAGE_PARQUET = b"PAR1 this is not a parquet file"
 
@@ -73,9 +74,19 @@ PER_RECIPE = {
     "lora": [("lora-targets-match-nothing", {}, ["--lora_target_modules", "no_such_layer"], "match no module")],
     "qlora": [("lora-targets-match-nothing", {}, ["--lora_target_modules", "no_such_layer"], "match no module")],
     "clm_distilgpt2": [
-        ("empty-dataset", {"d.csv": "text\n"}, ["--dataset_name", "{d.csv}"], "has no rows"),
-        ("only-empty-texts", {"d.csv": 'text\n""\n"  "\n'}, ["--dataset_name", "{d.csv}"], "fewer than two non-empty"),
-        ("tiny-block", {}, ["--block_size", "4"], "block_size must be at least 8"),
+        (
+            "only-empty-texts",
+            {"d.csv": 'text,label\n"",0\n"  ",1\n'},
+            ["--dataset_name", "{d.csv}"],
+            "empty after cleaning",
+        ),
+        (
+            "text-only-empty-texts",
+            {"d.csv": 'text\n""\n"  "\n'},
+            ["--dataset_name", "{d.csv}", "--data_shape", "text", "--label_column", ""],
+            "fewer than two non-empty",
+        ),
+        ("conversational-without-labels", {}, ["--label_column", ""], "needs labelled reviews"),
         ("model-hub-id-offline", {}, ["--model_name_or_path", "nobody/no-such-model"], "cannot load"),
     ],
     "dpo_bonus": [
