@@ -12,12 +12,14 @@ LAUNCH := $(OFFLINE) $(VENV)/bin/accelerate launch --config_file $(ACCELERATE_CO
 
 setup: $(VENV)/.installed
 
+# requirements-nodeps.txt: packages whose shipped weights are all we read (their own dependencies are not needed).
+# PYTHONWARNINGS: setuptools warns on every editable install about folders named like the package; ours is it.
 $(VENV)/.installed: requirements.txt requirements-nodeps.txt
 	test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
 	$(PY) -m pip install --quiet --no-deps -r requirements-nodeps.txt
-	$(PY) -m pip install --quiet --no-deps -e .
+	PYTHONWARNINGS=ignore::UserWarning $(PY) -m pip install --quiet --no-deps -e .
 	touch $@
 
 # The main job, offline, on the embedded defaults: every recipe's demo target in the order the seeds chain

@@ -256,3 +256,99 @@ def write_clm_card(
         chat=data_args.data_shape == "conversational",
         tracker_runs=results["tracker_runs"],
     )
+
+
+def write_dpo_card(run, results, samples_before, samples_after, model_args, pref_args, peft_args, training_args):
+    from huggingface_hub import ModelCardData
+
+    from recipe_utils.adapters import describe_adapter
+    from recipe_utils.data import hub_dataset_id
+    from recipe_utils.models import hub_model_id
+
+    start = model_args.model_name_or_path
+    base = None if os.path.isdir(start) else hub_model_id(start)
+    hub_data = hub_dataset_id(pref_args.review_dataset)
+    model_name = training_args.hub_model_id or os.path.basename(os.path.abspath(run.final))
+    metrics = [("perplexity", "Perplexity", results["perplexity"], "held-out reviews")]
+    if "positive_share" in results:
+        metrics.append(("positive_share", "Share judged positive", results["positive_share"], "held-out prompts"))
+    metrics.append(("reward_accuracy", "DPO reward accuracy", results["eval_reward_accuracy"], "held-out pairs"))
+    adapter = describe_adapter(model_args, peft_args)
+    card_data = ModelCardData(
+        language="en",
+        license="apache-2.0",
+        library_name="peft" if adapter else "transformers",
+        pipeline_tag="text-generation",
+        base_model=base,
+        datasets=[hub_data] + ([hub_dataset_id(pref_args.dataset_name)] if pref_args.dataset_name else []),
+        tags=["dpo", "trl", "movie-reviews", "recipes-dpo_bonus"],
+        model_name=model_name,
+        eval_results=generator_eval_results(hub_data, metrics),
+    )
+    write_model_card(
+        run.staging,
+        "dpo.md.j2",
+        card_data,
+        model_name=model_name,
+        start=start,
+        adapter=adapter,
+        results=results,
+        pref_args=pref_args,
+        beta=training_args.beta,
+        loss_type=", ".join(training_args.loss_type),
+        learning_rate=training_args.learning_rate,
+        epochs=training_args.num_train_epochs,
+        seed=training_args.seed,
+        samples=before_after_samples(samples_before, samples_after),
+        usage_id=training_args.hub_model_id or run.final,
+        tracker_runs=results["tracker_runs"],
+    )
+
+
+def write_rlhf_card(
+    run, results, table, samples_before, samples_after, model_args, pref_args, reward_args, peft_args, training_args
+):
+    from huggingface_hub import ModelCardData
+
+    from recipe_utils.adapters import describe_adapter
+    from recipe_utils.data import hub_dataset_id
+    from recipe_utils.models import hub_model_id
+
+    start = model_args.model_name_or_path
+    hub_data = hub_dataset_id(pref_args.review_dataset)
+    model_name = training_args.hub_model_id or os.path.basename(os.path.abspath(run.final))
+    adapter = describe_adapter(model_args, peft_args)
+    metrics = [
+        ("positive_share", "Share judged positive", results["rl_positive_share"], "held-out prompts"),
+        ("perplexity", "Perplexity", results["rl_perplexity"], "held-out reviews"),
+    ]
+    card_data = ModelCardData(
+        language="en",
+        license="apache-2.0",
+        library_name="peft" if adapter else "transformers",
+        pipeline_tag="text-generation",
+        base_model=None if os.path.isdir(start) else hub_model_id(start),
+        datasets=[hub_data],
+        tags=["rlhf", "grpo", "trl", "movie-reviews", "recipes-rlhf"],
+        model_name=model_name,
+        eval_results=generator_eval_results(hub_data, metrics),
+    )
+    write_model_card(
+        run.staging,
+        "rlhf.md.j2",
+        card_data,
+        model_name=model_name,
+        start=start,
+        adapter=adapter,
+        results=results,
+        table=table,
+        pref_args=pref_args,
+        reward_args=reward_args,
+        beta=training_args.beta,
+        num_generations=training_args.num_generations,
+        learning_rate=training_args.learning_rate,
+        seed=training_args.seed,
+        samples=before_after_samples(samples_before, samples_after),
+        usage_id=training_args.hub_model_id or run.final,
+        tracker_runs=results["tracker_runs"],
+    )

@@ -231,7 +231,7 @@ def _table(dataset: datasets.Dataset, text_column: str, label_column: str, label
     return pd.DataFrame({"text": texts, "label": _labels_to_ids(table[label_column], label_names, label_column)})
 
 
-def _balanced_sample(table: pd.DataFrame, total: int | None, seed: int) -> pd.DataFrame:
+def balanced_sample(table: pd.DataFrame, total: int | None, seed: int) -> pd.DataFrame:
     """Equal numbers per class (seed 001): the smallest class, or total/num_classes, whichever is less."""
     counts = table["label"].value_counts()
     per_class = counts.min() if total is None else min(counts.min(), total // len(counts))
@@ -264,12 +264,12 @@ def prepare_classification_data(data_args, seed: int) -> ClassificationData:
             label_names,
         )
         held_out = held_out[held_out["text"] != ""].drop_duplicates(subset="text")
-        held_out = _balanced_sample(held_out, data_args.max_eval_samples, seed)
+        held_out = balanced_sample(held_out, data_args.max_eval_samples, seed)
     else:
         _require_classes(train, label_names, "training data")
-        held_out = _balanced_sample(train, data_args.eval_size, seed)
+        held_out = balanced_sample(train, data_args.eval_size, seed)
         if data_args.max_eval_samples is not None:
-            held_out = _balanced_sample(held_out, data_args.max_eval_samples, seed)
+            held_out = balanced_sample(held_out, data_args.max_eval_samples, seed)
         # The held-out rows themselves leave the training side (texts are unique after de-duplication).
         train = train[~train["text"].isin(set(held_out["text"]))]
 
@@ -279,7 +279,7 @@ def prepare_classification_data(data_args, seed: int) -> ClassificationData:
     train = train[~leaked]
     _require_classes(train, label_names, "training data")
     _require_classes(held_out, label_names, "evaluation data")
-    train = _balanced_sample(train, data_args.max_train_samples, seed)
+    train = balanced_sample(train, data_args.max_train_samples, seed)
     assert not set(train["text"]) & set(held_out["text"]), "evaluation text in training data"
 
     stats.update(

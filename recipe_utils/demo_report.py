@@ -412,7 +412,9 @@ def _preference_section(dpo: dict | None, rlhf: dict | None, names: dict) -> lis
     lines = [
         "## Steering the generator: DPO and RL (seed 004)",
         "",
-        "The share of continuations of held-out prompts that the sentiment classifier judges positive, the "
+        "The share of continuations of held-out prompts that the sentiment classifier judges positive (the judge "
+        "DPO's pairs and RL's reward model were built from), the same share read by an independent TF-IDF judge "
+        "that took no part in training (fitted on reviews the classifier never saw), the "
         "held-out review perplexity (what steering costs the language model), distinct bigrams (diversity) and "
         "the KL divergence to the starting policy.",
         "",
@@ -425,6 +427,9 @@ def _preference_section(dpo: dict | None, rlhf: dict | None, names: dict) -> lis
                     {
                         "policy": {"rl": "RL (GRPO)", "dpo": "DPO"}.get(name, name),
                         "judged positive": _percent(rlhf[f"{name}_positive_share"]),
+                        "independent judge": _percent(rlhf[f"{name}_positive_share_independent"])
+                        if f"{name}_positive_share_independent" in rlhf
+                        else "-",
                         "held-out perplexity": f"{rlhf[f'{name}_perplexity']:.1f}",
                         "distinct-2": f"{rlhf[f'{name}_distinct_2']:.3f}",
                         "KL to the start": f"{rlhf[f'{name}_kl_to_start']:.2f}",

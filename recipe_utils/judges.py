@@ -69,3 +69,22 @@ def share_with_interval(verdicts, seed: int) -> dict:
     verdicts = np.asarray(verdicts, dtype=bool)
     low, high = accuracy_interval(verdicts, seed) if len(verdicts) else (0.0, 0.0)
     return {"share": float(verdicts.mean()) if len(verdicts) else 0.0, "low": low, "high": high, "n": len(verdicts)}
+
+
+def independent_judge_of_reviews(dataset_name: str, classifier_folder: str | None, held_out, size: int, seed: int):
+    """The independent judge for a generator tuned against the classifier in `classifier_folder`: fitted on labelled
+    reviews of `dataset_name` that the classifier never trained on and that are not among `held_out` (the texts
+    whose openings prompt the judged samples). None when the dataset has no sentiment labels."""
+    from recipe_utils.args import DataArguments
+    from recipe_utils.data import prepare_classification_data
+
+    if size < 1:
+        return None
+    try:
+        data = prepare_classification_data(DataArguments(dataset_name=dataset_name, eval_size=2), seed)
+    except RecipeError:
+        return None
+    texts = list(data.train["text"]) + list(data.eval["text"])
+    labels = list(data.train["label"]) + list(data.eval["label"])
+    excluded = classifier_training_texts(classifier_folder) if classifier_folder else set()
+    return independent_judge(texts, labels, excluded | set(held_out), size, seed)

@@ -12,8 +12,10 @@ from dataclasses import dataclass, field
 import datasets
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from recipe_utils.data import load_raw_dataset, require_columns
+from recipe_utils.distributed import is_main_process
 from recipe_utils.errors import RecipeError
 from recipe_utils.generation import sampling_options
 from recipe_utils.inference import predict_probabilities
@@ -48,12 +50,26 @@ class PreferenceArguments:
         },
     )
     judge_positive_label: str = field(default="positive", metadata={"help": "The judge's label for the goal."})
+    independent_judge_reviews: int = field(
+        default=8000,
+        metadata={
+            "help": "Labelled reviews (none the judge trained on, none held out) an independent TF-IDF judge is "
+            "fitted on, to read every judged sample a second time (0: no second judge)."
+        },
+    )
     num_prompts: int = field(default=1000, metadata={"help": "Review openings to build training pairs from."})
     num_eval_prompts: int = field(default=200, metadata={"help": "Held-out openings for the before/after judgement."})
     eval_pair_fraction: float = field(
         default=0.1, metadata={"help": "Share of pairs held out to measure DPO's reward accuracy."}
     )
     prompt_words: int = field(default=6, metadata={"help": "Words of a review's opening used as the prompt."})
+    review_request: str = field(
+        default="Write a movie review.",
+        metadata={
+            "help": "With a chat model, the user's request each opening answers (as the first words of the "
+            "assistant's reply). No sentiment is asked for, so the start writes both kinds (the DPO paper's setting)."
+        },
+    )
     samples_per_prompt: int = field(default=4, metadata={"help": "Continuations sampled per prompt to rank."})
     min_judge_margin: float = field(
         default=0.3,
@@ -109,9 +125,18 @@ def load_preference_dataset(name: str, split: str, config: str | None = None) ->
     return dataset
 
 
-def review_openings(texts: list[str], words: int) -> list[str]:
-    """The first `words` words of each text that has more than that many."""
-    return [" ".join(text.split()[:words]) for text in texts if len(text.split()) > words]
+def review_openings(texts: list[str], words: int, prefix: str = "") -> list[str]:
+    """The first `words` words of each text that has more than that many, after `prefix` (request_prefix)."""
+    return [prefix + " ".join(text.split()[:words]) for text in texts if len(text.split()) > words]
+
+
+def request_prefix(tokenizer, request: str) -> str:
+    """What precedes a review's opening in a prompt: for a chat model, `request` as the user's turn and the start of
+    the assistant's answer (so the opening is the first words of that answer); for a plain LM, nothing."""
+    from recipe_utils.generation import render_prompt
+
+    rendered = render_prompt(tokenizer, request)
+    return rendered if rendered != request else ""
 
 
 @torch.inference_mode()
@@ -121,8 +146,9 @@ def sample_continuations(model, tokenizer, prompts: list[str], n: int, gen_args,
     torch.manual_seed(gen_args.generation_seed)
     padding_side, tokenizer.padding_side = tokenizer.padding_side, "left"  # decoder-only models continue on the right
     continuations = []
+    starts = range(0, len(prompts), batch_size)
     try:
-        for start in range(0, len(prompts), batch_size):
+        for start in tqdm(starts, desc=f"Sampling {n} per prompt", disable=len(starts) < 2 or not is_main_process()):
             batch = tokenizer(prompts[start : start + batch_size], return_tensors="pt", padding=True).to(model.device)
             output = model.generate(
                 **batch, **sampling_options(gen_args), num_return_sequences=n, pad_token_id=tokenizer.pad_token_id

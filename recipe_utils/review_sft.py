@@ -45,6 +45,12 @@ class ReviewSFTArguments(DatasetArguments):
         default="label",
         metadata={"help": "Sentiment label (0 negative, 1 positive); a text dataset without it is split by document."},
     )
+    dataset_test_split: str | None = field(
+        default=None,
+        metadata={
+            "help": "Split to hold out (test). Unset: hold out eval_size balanced reviews of the training split."
+        },
+    )
     eval_size: int = field(
         default=1000,
         metadata={"help": "Held-out reviews: the same balanced set sft_sentiment holds out with the same seed."},
@@ -183,7 +189,7 @@ def split_reviews(args: ReviewSFTArguments, seed: int) -> Reviews:
     neither the generator nor the classifier judging it trains on them), training texts drawn balanced from the
     rest. Unlabelled text (label_column unset): split by document (lm.load_lm_texts)."""
     from recipe_utils.args import DataArguments, LanguageModelingDataArguments
-    from recipe_utils.data import prepare_classification_data
+    from recipe_utils.data import balanced_sample, prepare_classification_data
     from recipe_utils.lm import load_lm_texts
 
     if not args.label_column:
@@ -197,7 +203,7 @@ def split_reviews(args: ReviewSFTArguments, seed: int) -> Reviews:
             eval_fraction=args.eval_fraction,
         )
         train, held_out, stats = load_lm_texts(lm_args, seed)
-        return Reviews(train["text"], None, held_out["text"], None, [], [], CLASS_NAMES, stats)
+        return Reviews(list(train["text"]), None, list(held_out["text"]), None, [], [], CLASS_NAMES, stats)
     common = {
         "dataset_name": args.dataset_name,
         "dataset_config": args.dataset_config,
@@ -205,34 +211,44 @@ def split_reviews(args: ReviewSFTArguments, seed: int) -> Reviews:
         "text_column": args.text_column,
         "label_column": args.label_column,
         "class_names": CLASS_NAMES,
+        "dataset_test_split": args.dataset_test_split,
         "eval_size": args.eval_size,
         "max_eval_samples": args.max_eval_samples,
     }
-    data = prepare_classification_data(DataArguments(**common, max_train_samples=args.max_train_samples), seed)
-    pool = prepare_classification_data(DataArguments(**common), seed).train
+    # The whole pool once; the training reviews are a balanced draw from it.
+    data = prepare_classification_data(DataArguments(**common), seed)
+    pool = data.train.to_pandas()
+    train = balanced_sample(pool, args.max_train_samples, seed)
+    stats = {**data.stats, "train_samples": len(train), "pool_samples": len(pool)}
+    stats["train_class_counts"] = {CLASS_NAMES[k]: int(v) for k, v in sorted(train["label"].value_counts().items())}
     return Reviews(
-        data.train["text"],
-        data.train["label"],
-        data.eval["text"],
-        data.eval["label"],
-        pool["text"],
-        pool["label"],
+        train["text"].tolist(),
+        train["label"].tolist(),
+        list(data.eval["text"]),
+        list(data.eval["label"]),
+        pool["text"].tolist(),
+        pool["label"].tolist(),
         CLASS_NAMES,
-        data.stats,
+        stats,
     )
 
 
-def load_judges(args: ReviewSFTArguments, reviews: Reviews, seed: int) -> dict:
-    """{"classifier": the sft_sentiment judge (when its folder or Hub id is given and loads), "tfidf": the
-    independent judge fitted on pool reviews the classifier never trained on}. Unlabelled text: no judges."""
+def load_judges(args: ReviewSFTArguments, reviews: Reviews, tokenizer, seed: int, device="cpu") -> dict:
+    """{"classifier": the sft_sentiment judge (a folder, or a Hub id), "tfidf": the independent judge fitted on pool
+    reviews the classifier never trained on}. None where nothing is judged: unlabelled text, or a model without a
+    chat template (it cannot be asked for a sentiment)."""
     import os
 
+    from recipe_utils.distributed import say
     from recipe_utils.judges import classifier_training_texts, independent_judge
 
-    if reviews.train_labels is None:
+    chat = bool(getattr(tokenizer, "chat_template", None))
+    if reviews.train_labels is None or not chat or args.controllability_samples < 1:
         return {}
+    if args.judge_model and not os.path.isdir(args.judge_model) and args.judge_model.startswith(("outputs", ".", "/")):
+        say(f"note: no judge folder {args.judge_model} (make sft_sentiment); the independent judge reads alone")
     judges = {}
-    if args.judge_model and (os.path.isdir(args.judge_model) or not args.judge_model.startswith((".", "/", "outputs"))):
+    if args.judge_model and (os.path.isdir(args.judge_model) or not args.judge_model.startswith(("outputs", ".", "/"))):
         from transformers import AutoModelForSequenceClassification
 
         from recipe_utils.args import ModelArguments
@@ -241,7 +257,7 @@ def load_judges(args: ReviewSFTArguments, reviews: Reviews, seed: int) -> dict:
 
         judge_args = ModelArguments(model_name_or_path=args.judge_model)
         judges["classifier"] = SentimentJudge(
-            load_pretrained(AutoModelForSequenceClassification, judge_args),
+            load_pretrained(AutoModelForSequenceClassification, judge_args).to(device),
             load_tokenizer(judge_args),
             args.judge_positive_label,
         )
@@ -252,7 +268,7 @@ def load_judges(args: ReviewSFTArguments, reviews: Reviews, seed: int) -> dict:
     return judges
 
 
-def generator_figures(model, tokenizer, reviews: Reviews, judges: dict, args, gen_args, training_args):
+def generator_figures(model, tokenizer, reviews: Reviews, judges: dict, args, gen_args, training_args, ceiling=True):
     """Held-out perplexity and bits per byte in the training shape; with a chat template and judges, the
     controllability (share of requested reviews each judge reads as asked, per sentiment, with intervals), the
     imitation ceiling (real held-out reviews read as labelled) and distinct-2 beside real reviews'; the samples."""
@@ -289,8 +305,9 @@ def generator_figures(model, tokenizer, reviews: Reviews, judges: dict, args, ge
         figures[f"controllability_{key}"] = value["share"]
         figures[f"controllability_{key}_low"], figures[f"controllability_{key}_high"] = value["low"], value["high"]
     real = reviews.eval_texts[: args.ceiling_reviews]
-    for key, value in judged_as_asked(judges, real, reviews.eval_labels[: args.ceiling_reviews], seed).items():
-        figures[f"ceiling_{key}"] = value["share"]
+    if ceiling:  # the same for every model: measured once
+        for key, value in judged_as_asked(judges, real, reviews.eval_labels[: args.ceiling_reviews], seed).items():
+            figures[f"ceiling_{key}"] = value["share"]
     figures.update(diversity(generated, reviews.eval_texts))
     samples = [{"prompt": r, "text": g} for r, g in zip(requests, generated, strict=True)]
     # Alternate the sentiments so the card's first samples show both.

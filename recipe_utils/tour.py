@@ -111,10 +111,18 @@ STAGES = (
         "seed 004: DPO steers the generator towards positive reviews, judged by the sentiment classifier",
         "outputs/dpo_bonus",
         (_config("dpo_bonus"),),
-        lambda r: f"judged positive {_percent(r['before_positive_share'])} -> {_percent(r['positive_share'])}",
+        lambda r: (
+            f"judged positive {_percent(r['before_positive_share'])} -> {_percent(r['positive_share'])}"
+            f" (independent judge {_percent(r['before_positive_share_independent'])} -> "
+            f"{_percent(r['positive_share_independent'])})"
+        ),
         after=("sft_sentiment", "clm_gpt2"),
-        target="judged positive +25 points or more, perplexity at most +25%",
-        holds=lambda r: r["positive_share_change"] >= 0.25 and r["perplexity_change"] <= 0.25,
+        target="judged positive +25 points or more by both judges, perplexity at most +25%",
+        holds=lambda r: (
+            r["positive_share_change"] >= 0.25
+            and r["positive_share_independent_change"] >= 0.25
+            and r["perplexity_change"] <= 0.25
+        ),
     ),
     Stage(
         "pretrain_mlm",
@@ -178,12 +186,17 @@ STAGES = (
         "seed 004: a reward model, then online RL (GRPO) on the same generator",
         "outputs/rlhf",
         (_config("rlhf"),),
-        lambda r: f"judged positive {_percent(r['start_positive_share'])} -> {_percent(r['rl_positive_share'])}",
+        lambda r: (
+            f"judged positive {_percent(r['start_positive_share'])} -> {_percent(r['rl_positive_share'])}"
+            f" (independent judge {_percent(r['start_positive_share_independent'])} -> "
+            f"{_percent(r['rl_positive_share_independent'])})"
+        ),
         after=("dpo_bonus",),
-        target="judged positive +25 points, perplexity at most +25%, distinct-2 >= 80% of the start's, "
-        "reward model >= 75% on held-out pairs",
+        target="judged positive +25 points by both judges, perplexity at most +25%, distinct-2 >= 80% of the "
+        "start's, reward model >= 75% on held-out pairs",
         holds=lambda r: (
             r["positive_share_change"] >= 0.25
+            and r["positive_share_independent_change"] >= 0.25
             and r["perplexity_change"] <= 0.25
             and r["distinct_2_ratio"] >= 0.8
             and r["reward_model_pair_accuracy"] >= 0.75

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import datasets
 from transformers import AutoModelForCausalLM, set_seed
-from trl import ModelConfig, SFTConfig, SFTTrainer
+from trl import ModelConfig, SFTConfig
 
 from recipe_utils.adapters import (
     PeftArguments,
@@ -50,6 +50,7 @@ from recipe_utils.outputs import remove_pickled_training_args, resolved_config, 
 from recipe_utils.report import plot_training_curves
 from recipe_utils.review_sft import ReviewSFTArguments, generator_figures, load_judges, sft_rows, split_reviews
 from recipe_utils.run_folder import claim_output_dir, finish_run, open_run_folder
+from recipe_utils.sft_trainer import SFTTrainerWithModelLoss
 from recipe_utils.tracking import tracker_runs
 
 
@@ -132,7 +133,9 @@ def main(generator_args, scratch_args, data_args, gen_args, peft_args, clm_args,
     results = {**reviews.stats, "data_shape": data_args.data_shape, "peft_method": peft_args.peft_method}
     if model_args.load_in_4bit:
         results.update(quantized_weight_report(model))
-    judges = load_judges(data_args, reviews, training_args.seed)
+    if not (model_args.load_in_4bit or model_args.load_in_8bit):  # bitsandbytes placed those weights when loading
+        model.to(training_args.device)  # the "before" figures run where training will, on the GPU when there is one
+    judges = load_judges(data_args, reviews, tokenizer, training_args.seed, training_args.device)
 
     before, samples_before = generator_figures(model, tokenizer, reviews, judges, data_args, gen_args, training_args)
     results.update({f"before_{key}": value for key, value in before.items() if not key.startswith("ceiling_")})
@@ -142,7 +145,7 @@ def main(generator_args, scratch_args, data_args, gen_args, peft_args, clm_args,
     rows = sft_rows(
         reviews.train_texts, reviews.train_labels, data_args.data_shape, reviews.class_names, training_args.seed
     )
-    trainer = SFTTrainer(
+    trainer = SFTTrainerWithModelLoss(
         model=model, args=training_args, train_dataset=datasets.Dataset.from_dict(rows), processing_class=tokenizer
     )
 
@@ -167,8 +170,10 @@ def main(generator_args, scratch_args, data_args, gen_args, peft_args, clm_args,
     saved = saved.merge_and_unload() if hasattr(saved, "merge_and_unload") else saved  # same model, faster sampling
     saved.to(trainer.accelerator.device)
     pad_with_eos(saved, tokenizer)
-    after, samples_after = generator_figures(saved, tokenizer, reviews, judges, data_args, gen_args, training_args)
-    results.update({key: value for key, value in after.items() if not key.startswith("ceiling_")})
+    after, samples_after = generator_figures(
+        saved, tokenizer, reviews, judges, data_args, gen_args, training_args, ceiling=False
+    )
+    results.update(after)
     results["perplexity_change"] = results["perplexity"] / results["before_perplexity"] - 1
     results["tracker_runs"] = tracker_runs(training_args)
 
@@ -221,13 +226,17 @@ def summary(results: dict, reviews: int) -> str:
     return "\n".join(lines)
 
 
-@exit_on_recipe_error
-def cli(args=None, defaults=None):
-    # SFTConfig turns bf16 on by default and refuses it on a machine without a GPU unless use_cpu is set; default
-    # to it only where a GPU is (the YAML configs say what they want), so `--generate_only` works anywhere.
+def parser_defaults() -> dict:
+    """SFTConfig turns bf16 on by default and refuses it on a machine without a GPU unless use_cpu is set; here it
+    defaults on only where a GPU is (the YAML configs say what they want), so `--generate_only` works anywhere."""
     import torch
 
-    return main(*parse_args(make_parser_types(), args, {"bf16": torch.cuda.is_available(), **(defaults or {})}))
+    return {"bf16": torch.cuda.is_available()}
+
+
+@exit_on_recipe_error
+def cli(args=None, defaults=None):
+    return main(*parse_args(make_parser_types(), args, {**parser_defaults(), **(defaults or {})}))
 
 
 if __name__ == "__main__":

@@ -16,60 +16,53 @@ checkpoint that is itself an adapter is merged first, so adapters never stack. W
 import recipe_utils.quiet  # noqa: F401  (first: keeps library import noise off the screen)
 
 # isort: split
-import os
-from dataclasses import dataclass, field
 
 import numpy as np
-from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, set_seed
-from trl import DPOConfig, DPOTrainer, ModelConfig
+from transformers import AutoModelForCausalLM, set_seed
+from trl import DPOConfig, DPOTrainer
 
 from recipe_utils.adapters import (
     PeftArguments,
     check_peft_options,
-    describe_adapter,
     folder_size_bytes,
     leave_the_card_to_the_recipe,
     load_saved_model,
     peft_config,
 )
 from recipe_utils.args import (
-    LanguageModelingDataArguments,
     ModelArguments,
     OutputArguments,
     global_batch_size,
     parse_args,
 )
-from recipe_utils.cards import before_after_samples, generator_eval_results, write_model_card
-from recipe_utils.data import hub_dataset_id
+from recipe_utils.cards import write_dpo_card
 from recipe_utils.distributed import is_main_process, main_process_writes, say, wait_for_everyone
 from recipe_utils.errors import RecipeError, exit_on_recipe_error
 from recipe_utils.generation import GenerationArguments
 from recipe_utils.hardware import settle_cpu_precision
 from recipe_utils.hub import publish, take_push_request
+from recipe_utils.judges import independent_judge_of_reviews
 from recipe_utils.lm import held_out_perplexity, load_lm_texts, pad_with_eos, tokenize_for_lm
-from recipe_utils.models import hub_model_id, load_pretrained, load_tokenizer, parameter_counts, resolve_model_path
+from recipe_utils.models import parameter_counts
 from recipe_utils.outputs import remove_pickled_training_args, resolved_config, write_json
+from recipe_utils.policies import (
+    PolicyArguments,
+    judged_generation_report,
+    judged_shares,
+    load_judge,
+    load_policy,
+    review_text_arguments,
+)
 from recipe_utils.preferences import (
     PreferenceArguments,
-    SentimentJudge,
     judged_on_policy_pairs,
     load_preference_dataset,
+    request_prefix,
     review_openings,
-    sample_continuations,
 )
 from recipe_utils.report import plot_training_curves
 from recipe_utils.run_folder import claim_output_dir, finish_run, open_run_folder
 from recipe_utils.tracking import tracker_runs
-
-
-@dataclass
-class PolicyArguments(ModelConfig):
-    """The model to tune: TRL's ModelConfig, as its dpo script takes it (trust_remote_code is DPOConfig's)."""
-
-    model_name_or_path: str | None = field(
-        default="outputs/clm_gpt2",
-        metadata={"help": "Causal LM to tune: local folder (a saved adapter is merged first) or Hub id."},
-    )
 
 
 def make_parser_types():
@@ -81,30 +74,6 @@ def make_parser_types():
         OutputArguments,
         DPOConfig,
     ]
-
-
-def load_policy(model_args):
-    """The policy and its tokenizer; a folder holding an adapter is merged into its base first."""
-    path = resolve_model_path(model_args.model_name_or_path)
-    if os.path.isfile(os.path.join(path, "adapter_config.json")):
-        from peft import AutoPeftModelForCausalLM
-
-        model = AutoPeftModelForCausalLM.from_pretrained(path).merge_and_unload()
-    else:
-        model = load_pretrained(AutoModelForCausalLM, model_args)
-    tokenizer = load_tokenizer(model_args)
-    pad_with_eos(model, tokenizer)
-    return model, tokenizer
-
-
-def load_judge(pref_args, model_args):
-    if not pref_args.judge_model:
-        return None
-    judge_args = ModelArguments(
-        model_name_or_path=pref_args.judge_model, trust_remote_code=model_args.trust_remote_code
-    )
-    model = load_pretrained(AutoModelForSequenceClassification, judge_args)
-    return SentimentJudge(model, load_tokenizer(judge_args), pref_args.judge_positive_label)
 
 
 def check_dpo_options(model_args, peft_args) -> None:
@@ -131,19 +100,6 @@ def build_trainer(model, tokenizer, training_args, peft_args, train_pairs, eval_
     )
 
 
-def judged_generation_report(model, tokenizer, judge, prompts, gen_args, batch_size) -> tuple[float, list[dict]]:
-    """Share of continuations the judge calls positive (one sample per held-out prompt), and the samples."""
-    continuations = [row[0] for row in sample_continuations(model, tokenizer, prompts, 1, gen_args, batch_size)]
-    scores = judge.positive_probability(continuations)
-    verdicts = scores > 0.5
-    # The verdict is saved beside the rounded probability: a score of 0.5004 shows as 0.5 but counts as positive.
-    samples = [
-        {"prompt": p, "continuation": c, "p_positive": round(float(s), 3), "judged_positive": bool(v)}
-        for p, c, s, v in zip(prompts, continuations, scores, verdicts, strict=True)
-    ]
-    return float(np.mean(verdicts)), samples
-
-
 def preference_pairs(pref_args, given_pairs, model, tokenizer, judge, gen_args, train_texts, seed):
     """Train and held-out pair datasets (given ones, or judged samples), and how they were made."""
     import datasets
@@ -152,7 +108,8 @@ def preference_pairs(pref_args, given_pairs, model, tokenizer, judge, gen_args, 
         pairs = given_pairs
         stats = {"pairs_source": pref_args.dataset_name}
     else:
-        prompts = review_openings(train_texts, pref_args.prompt_words)[: pref_args.num_prompts]
+        prefix = request_prefix(tokenizer, pref_args.review_request)
+        prompts = review_openings(train_texts, pref_args.prompt_words, prefix)[: pref_args.num_prompts]
         rows = judged_on_policy_pairs(prompts, model, tokenizer, judge, gen_args, pref_args)
         if len(rows["prompt"]) < 4:
             raise RecipeError(
@@ -176,17 +133,6 @@ def preference_pairs(pref_args, given_pairs, model, tokenizer, judge, gen_args, 
     return split["train"], split["test"], stats
 
 
-def review_text_arguments(pref_args) -> LanguageModelingDataArguments:
-    """The review texts as clm_distilgpt2 reads them, so the same seed puts the same documents on each side."""
-    return LanguageModelingDataArguments(
-        dataset_name=pref_args.review_dataset,
-        dataset_config=pref_args.review_dataset_config,
-        eval_fraction=pref_args.review_eval_fraction,
-        max_eval_samples=pref_args.max_review_samples,
-        block_size=pref_args.block_size,
-    )
-
-
 def main(policy_args, pref_args, gen_args, peft_args, output_args, training_args):
     model_args = ModelArguments(**vars(policy_args), trust_remote_code=training_args.trust_remote_code)
     run = claim_output_dir(training_args, output_args.overwrite_output_dir)
@@ -203,7 +149,9 @@ def main(policy_args, pref_args, gen_args, peft_args, output_args, training_args
     push = take_push_request(training_args)
     set_seed(training_args.seed)
     model, tokenizer = load_policy(model_args)
-    judge = load_judge(pref_args, model_args)
+    device = training_args.device  # every model scored or sampled here sits where training runs
+    model.to(device)
+    judge = load_judge(pref_args, model_args, device)
 
     # Reviews the policy never trained on (the same document split as clm_distilgpt2 with the same seed)
     # give the perplexity check and the held-out prompts; training prompts come from the training side.
@@ -211,18 +159,29 @@ def main(policy_args, pref_args, gen_args, peft_args, output_args, training_args
     train_texts, held_out, _ = load_lm_texts(review_args, training_args.seed)
     held_out_texts = held_out["text"]
     perplexity_texts = held_out.select(range(min(pref_args.perplexity_texts, len(held_out))))
-    eval_prompts = review_openings(held_out_texts[len(perplexity_texts) :], pref_args.prompt_words)
+    prefix = request_prefix(tokenizer, pref_args.review_request)
+    eval_prompts = review_openings(held_out_texts[len(perplexity_texts) :], pref_args.prompt_words, prefix)
     eval_prompts = eval_prompts[: pref_args.num_eval_prompts]
     blocks = tokenize_for_lm(perplexity_texts, tokenizer, review_args.block_size, True, tokenizer.eos_token_id)
+    independent = None
+    if judge is not None:
+        independent = independent_judge_of_reviews(
+            pref_args.review_dataset,
+            pref_args.judge_model,
+            held_out_texts,
+            pref_args.independent_judge_reviews,
+            training_args.seed,
+        )
 
     results = {"perplexity_blocks": len(blocks), "eval_prompts": len(eval_prompts)}
     eval_batch = training_args.per_device_eval_batch_size
     results["before_perplexity"] = held_out_perplexity(model, blocks, tokenizer.pad_token_id, eval_batch)
     samples_before = []
     if judge is not None:
-        results["before_positive_share"], samples_before = judged_generation_report(
-            model, tokenizer, judge, eval_prompts, gen_args, pref_args.sampling_batch_size
+        _, samples_before = judged_generation_report(
+            model, tokenizer, judge, eval_prompts, gen_args, pref_args.sampling_batch_size, independent
         )
+        results.update(judged_shares(samples_before, training_args.seed, "before_"))
     train_pairs, eval_pairs, pair_stats = preference_pairs(
         pref_args, given_pairs, model, tokenizer, judge, gen_args, train_texts["text"], training_args.seed
     )
@@ -252,16 +211,20 @@ def main(policy_args, pref_args, gen_args, peft_args, output_args, training_args
     results["saved_weights_bytes"] = folder_size_bytes(run.staging)
 
     # Held-out figures are those of the saved policy, reloaded as a user loads it, not of the model in memory.
-    policy = load_saved_model(AutoModelForCausalLM, run.staging, lambda: load_policy(model_args)[0])
+    policy = load_saved_model(AutoModelForCausalLM, run.staging, lambda: load_policy(model_args)[0]).to(device)
     pad_with_eos(policy, tokenizer)
     results["perplexity"] = held_out_perplexity(policy, blocks, tokenizer.pad_token_id, eval_batch)
     results["perplexity_change"] = results["perplexity"] / results["before_perplexity"] - 1
     samples_after = []
     if judge is not None:
-        results["positive_share"], samples_after = judged_generation_report(
-            policy, tokenizer, judge, eval_prompts, gen_args, pref_args.sampling_batch_size
+        _, samples_after = judged_generation_report(
+            policy, tokenizer, judge, eval_prompts, gen_args, pref_args.sampling_batch_size, independent
         )
+        results.update(judged_shares(samples_after, training_args.seed))
         results["positive_share_change"] = results["positive_share"] - results["before_positive_share"]
+        if independent is not None:
+            change = results["positive_share_independent"] - results["before_positive_share_independent"]
+            results["positive_share_independent_change"] = change
     results["tracker_runs"] = tracker_runs(training_args)
 
     with main_process_writes() as writer:
@@ -302,51 +265,14 @@ def print_summary(results: dict, samples_after: list[dict]) -> None:
             f"{results['before_positive_share']:.1%} -> {results['positive_share']:.1%} "
             f"({results['positive_share_change'] * 100:+.1f} points)"
         )
+        if "positive_share_independent" in results:
+            say(
+                f"Judged positive by the independent TF-IDF judge: {results['before_positive_share_independent']:.1%}"
+                f" -> {results['positive_share_independent']:.1%} "
+                f"({results['positive_share_independent_change'] * 100:+.1f} points)"
+            )
         for sample in samples_after[:3]:
             say(f"  {sample['prompt']!r} -> {sample['continuation']!r} (p={sample['p_positive']})")
-
-
-def write_dpo_card(run, results, samples_before, samples_after, model_args, pref_args, peft_args, training_args):
-    from huggingface_hub import ModelCardData
-
-    start = model_args.model_name_or_path
-    base = None if os.path.isdir(start) else hub_model_id(start)
-    hub_data = hub_dataset_id(pref_args.review_dataset)
-    model_name = training_args.hub_model_id or os.path.basename(os.path.abspath(run.final))
-    metrics = [("perplexity", "Perplexity", results["perplexity"], "held-out reviews")]
-    if "positive_share" in results:
-        metrics.append(("positive_share", "Share judged positive", results["positive_share"], "held-out prompts"))
-    metrics.append(("reward_accuracy", "DPO reward accuracy", results["eval_reward_accuracy"], "held-out pairs"))
-    adapter = describe_adapter(model_args, peft_args)
-    card_data = ModelCardData(
-        language="en",
-        license="apache-2.0",
-        library_name="peft" if adapter else "transformers",
-        pipeline_tag="text-generation",
-        base_model=base,
-        datasets=[hub_data] + ([hub_dataset_id(pref_args.dataset_name)] if pref_args.dataset_name else []),
-        tags=["dpo", "trl", "movie-reviews", "recipes-dpo_bonus"],
-        model_name=model_name,
-        eval_results=generator_eval_results(hub_data, metrics),
-    )
-    write_model_card(
-        run.staging,
-        "dpo.md.j2",
-        card_data,
-        model_name=model_name,
-        start=start,
-        adapter=adapter,
-        results=results,
-        pref_args=pref_args,
-        beta=training_args.beta,
-        loss_type=", ".join(training_args.loss_type),
-        learning_rate=training_args.learning_rate,
-        epochs=training_args.num_train_epochs,
-        seed=training_args.seed,
-        samples=before_after_samples(samples_before, samples_after),
-        usage_id=training_args.hub_model_id or run.final,
-        tracker_runs=results["tracker_runs"],
-    )
 
 
 @exit_on_recipe_error

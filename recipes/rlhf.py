@@ -28,35 +28,41 @@ from dataclasses import dataclass, field
 import datasets
 import numpy as np
 import torch
-from dpo_bonus import PolicyArguments, judged_generation_report, load_judge, load_policy, review_text_arguments
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, DataCollatorWithPadding, set_seed
 from trl import GRPOConfig, GRPOTrainer, RewardConfig, RewardTrainer
 
 from recipe_utils.adapters import (
     PeftArguments,
     check_peft_options,
-    describe_adapter,
     folder_size_bytes,
     leave_the_card_to_the_recipe,
     load_saved_model,
     peft_config,
 )
 from recipe_utils.args import ModelArguments, OutputArguments, global_batch_size, parse_args
-from recipe_utils.cards import before_after_samples, generator_eval_results, write_model_card
-from recipe_utils.data import hub_dataset_id
+from recipe_utils.cards import write_rlhf_card
 from recipe_utils.distributed import is_main_process, main_process_writes, say, wait_for_everyone
 from recipe_utils.errors import RecipeError, exit_on_recipe_error
 from recipe_utils.generation import GenerationArguments
-from recipe_utils.generation_metrics import distinct_n, kl_to_reference, stock_phrase_share
 from recipe_utils.hardware import settle_cpu_precision
 from recipe_utils.hub import publish, take_push_request
-from recipe_utils.lm import held_out_perplexity, load_lm_texts, tokenize_for_lm
-from recipe_utils.models import hub_model_id, load_pretrained, load_tokenizer, parameter_counts
+from recipe_utils.judges import independent_judge_of_reviews
+from recipe_utils.lm import load_lm_texts, tokenize_for_lm
+from recipe_utils.models import load_pretrained, load_tokenizer, parameter_counts
 from recipe_utils.outputs import remove_pickled_training_args, resolved_config, write_json
+from recipe_utils.policies import (
+    PolicyArguments,
+    comparison_row,
+    generator_report,
+    load_judge,
+    load_policy,
+    review_text_arguments,
+)
 from recipe_utils.preferences import (
     PreferenceArguments,
     judged_on_policy_pairs,
     load_preference_dataset,
+    request_prefix,
     review_openings,
 )
 from recipe_utils.report import markdown_table, plot_training_curves
@@ -117,10 +123,13 @@ def check_rlhf_options(model_args, peft_args, pref_args, reward_args) -> None:
 
 # ---------------------------------------------------------------- the reward model
 @torch.inference_mode()
+@torch.inference_mode()
 def reward_scores(model, tokenizer, prompts: list[str], completions: list[str], max_length: int) -> np.ndarray:
     """The reward model's one output for each prompt + completion, read as RewardTrainer trained it to read
-    them: the texts joined, ending in the tokenizer's end token, then tokenized with its special tokens."""
+    them: the texts joined, ending in the tokenizer's end token, then tokenized with its special tokens. Batches go
+    to the model's device and scores come back to the CPU."""
     model.eval()
+    device = next(model.parameters()).device
     end = tokenizer.eos_token or ""
     texts = [p + c if (p + c).endswith(end) else p + c + end for p, c in zip(prompts, completions, strict=True)]
     collate = DataCollatorWithPadding(tokenizer)
@@ -128,15 +137,19 @@ def reward_scores(model, tokenizer, prompts: list[str], completions: list[str], 
     for start in range(0, len(texts), 32):
         encoded = tokenizer(texts[start : start + 32], truncation=True, max_length=max_length)
         batch = collate([{key: encoded[key][i] for key in encoded} for i in range(len(encoded["input_ids"]))])
-        scores.append(model(**batch).logits[:, 0].float().numpy())
+        scores.append(
+            model(**{key: value.to(device) for key, value in batch.items()}).logits[:, 0].float().cpu().numpy()
+        )
     return np.concatenate(scores) if scores else np.zeros(0)
 
 
-def reward_model_reward(model, tokenizer, max_length: int):
-    """The reward model's score of each completion as GRPO's reward (TRL's reward-function signature)."""
+def reward_model_reward(model, tokenizer, max_length: int, prefix: str = ""):
+    """The reward model's score of each completion as GRPO's reward (TRL's reward-function signature); `prefix`
+    (the chat request before each opening) is cut off, as it was from the pairs the reward model learned from."""
 
     def reward_model_score(prompts, completions, **_):
-        return reward_scores(model, tokenizer, list(prompts), list(completions), max_length).tolist()
+        openings = [prompt[len(prefix) :] if prompt.startswith(prefix) else prompt for prompt in prompts]
+        return reward_scores(model, tokenizer, openings, list(completions), max_length).tolist()
 
     return reward_model_score
 
@@ -147,10 +160,13 @@ def reward_pairs(pref_args, policy, tokenizer, judge, gen_args, train_texts, see
         pairs = load_preference_dataset(pref_args.dataset_name, pref_args.dataset_train_split, pref_args.dataset_config)
         source = pref_args.dataset_name
     else:
-        prompts = review_openings(train_texts, pref_args.prompt_words)[: pref_args.num_prompts]
+        prefix = request_prefix(tokenizer, pref_args.review_request)
+        prompts = review_openings(train_texts, pref_args.prompt_words, prefix)[: pref_args.num_prompts]
         rows = judged_on_policy_pairs(prompts, policy, tokenizer, judge, gen_args, pref_args)
         if len(rows["prompt"]) < 8:
             raise RecipeError(f"only {len(rows['prompt'])} judged pairs; lower min_judge_margin or raise num_prompts")
+        # The reward model reads the review (opening + continuation), not the chat markup around the opening.
+        rows["prompt"] = [prompt[len(prefix) :] for prompt in rows["prompt"]]
         pairs = datasets.Dataset.from_dict({key: rows[key] for key in ("prompt", "chosen", "rejected")})
         source = f"on-policy samples ranked by {pref_args.judge_model}"
     split = pairs.train_test_split(test_size=pref_args.eval_pair_fraction, seed=seed)
@@ -192,6 +208,7 @@ def train_reward_model(reward_args, training_args, train_pairs, eval_pairs, fold
             tokenizer.save_pretrained(folder)
     # Scored as saved and reloaded, on pairs it never trained on, reading prompt + continuation as GRPO will.
     saved = load_pretrained(AutoModelForSequenceClassification, ModelArguments(model_name_or_path=folder))
+    saved.to(training_args.device)
     length, prompts = reward_args.reward_max_length, eval_pairs["prompt"]
     chosen = reward_scores(saved, tokenizer, prompts, eval_pairs["chosen"], length)
     rejected = reward_scores(saved, tokenizer, prompts, eval_pairs["rejected"], length)
@@ -224,17 +241,6 @@ def build_trainer(policy, tokenizer, reward_funcs, prompts, model_args, peft_arg
 
 
 # ---------------------------------------------------------------- the comparison
-def generator_report(model, reference, tokenizer, judge, prompts, blocks, gen_args, batch) -> tuple[dict, list]:
-    """One row of the comparison: judged positive share, held-out perplexity, KL to the start, diversity."""
-    share, samples = judged_generation_report(model, tokenizer, judge, prompts, gen_args, batch)
-    continuations = [sample["continuation"] for sample in samples]
-    return {
-        "positive_share": share,
-        "perplexity": held_out_perplexity(model, blocks, tokenizer.pad_token_id, batch),
-        "kl_to_start": kl_to_reference(model, reference, tokenizer, prompts, continuations),
-        "distinct_2": distinct_n(continuations, 2),
-        "stock_phrase_share": stock_phrase_share(continuations),
-    }, samples
 
 
 def evaluation_sampling(training_args) -> GenerationArguments:
@@ -266,23 +272,30 @@ def main(policy_args, pref_args, reward_args, peft_args, output_args, training_a
     settle_cpu_precision(training_args)
     push = take_push_request(training_args)
     set_seed(training_args.seed)
+    device = training_args.device  # every model scored or sampled here sits where training runs
     policy, tokenizer = load_policy(model_args)
     reference, _ = load_policy(model_args)  # the start, for the comparison's KL and row
-    judge = load_judge(pref_args, model_args)
+    policy.to(device), reference.to(device)
+    judge = load_judge(pref_args, model_args, device)
     gen_args = evaluation_sampling(training_args)
 
     # Held-out reviews and openings: the document split clm_distilgpt2 and dpo_bonus make with the same seed.
     review_args = review_text_arguments(pref_args)
     train_texts, held_out, _ = load_lm_texts(review_args, training_args.seed)
     perplexity_texts = held_out.select(range(min(pref_args.perplexity_texts, len(held_out))))
-    eval_prompts = review_openings(held_out["text"][len(perplexity_texts) :], pref_args.prompt_words)
+    prefix = request_prefix(tokenizer, pref_args.review_request)
+    eval_prompts = review_openings(held_out["text"][len(perplexity_texts) :], pref_args.prompt_words, prefix)
     eval_prompts = eval_prompts[: pref_args.num_eval_prompts]
     blocks = tokenize_for_lm(perplexity_texts, tokenizer, review_args.block_size, True, tokenizer.eos_token_id)
-    batch = pref_args.sampling_batch_size
+    batch, seed = pref_args.sampling_batch_size, training_args.seed
+    independent = independent_judge_of_reviews(
+        pref_args.review_dataset, pref_args.judge_model, held_out["text"], pref_args.independent_judge_reviews, seed
+    )
+    judges = (judge, independent)
     results = {"eval_prompts": len(eval_prompts), "perplexity_blocks": len(blocks), "reward": reward_args.reward}
     rows = {}
     rows["start"], samples_before = generator_report(
-        policy, reference, tokenizer, judge, eval_prompts, blocks, gen_args, batch
+        policy, reference, tokenizer, judges, eval_prompts, blocks, gen_args, batch, seed
     )
     rows["start"]["train_runtime_s"] = None
 
@@ -293,7 +306,7 @@ def main(policy_args, pref_args, reward_args, peft_args, output_args, training_a
         if reward_args.reward_model:
             reward_model = load_pretrained(
                 AutoModelForSequenceClassification, ModelArguments(model_name_or_path=reward_args.reward_model)
-            )
+            ).to(device)
             reward_tokenizer = load_tokenizer(ModelArguments(model_name_or_path=reward_args.reward_model))
             reward_tokenizer.eos_token = reward_tokenizer.eos_token or reward_tokenizer.sep_token
         else:
@@ -305,10 +318,11 @@ def main(policy_args, pref_args, reward_args, peft_args, output_args, training_a
             )
             results.update(stats, reward_pairs_source=source)
             say(f"reward model: held-out pair accuracy {stats['reward_model_pair_accuracy']:.3f}")
-        reward_funcs = [reward_model_reward(reward_model, reward_tokenizer, reward_args.reward_max_length)]
+        prefix = request_prefix(tokenizer, pref_args.review_request)
+        reward_funcs = [reward_model_reward(reward_model, reward_tokenizer, reward_args.reward_max_length, prefix)]
 
     # The last openings of the training side: the reward model's pairs came from the first ones.
-    rl_prompts = review_openings(train_texts["text"], pref_args.prompt_words)[-reward_args.rl_prompts :]
+    rl_prompts = review_openings(train_texts["text"], pref_args.prompt_words, prefix)[-reward_args.rl_prompts :]
     padding_side = tokenizer.padding_side
     trainer = build_trainer(policy, tokenizer, reward_funcs, rl_prompts, model_args, peft_args, training_args)
     results.update(parameter_counts(trainer.model))
@@ -326,23 +340,29 @@ def main(policy_args, pref_args, reward_args, peft_args, output_args, training_a
     results["saved_weights_bytes"] = folder_size_bytes(run.staging)
 
     # The RL row is the saved policy, reloaded as a user loads it; the DPO row is dpo_bonus's saved policy.
-    saved = load_saved_model(AutoModelForCausalLM, run.staging, lambda: load_policy(model_args)[0])
+    saved = load_saved_model(AutoModelForCausalLM, run.staging, lambda: load_policy(model_args)[0]).to(device)
     tokenizer.padding_side = padding_side  # GRPO pads prompts on the left; the scoring code expects its own
     rows["rl"], samples_after = generator_report(
-        saved, reference, tokenizer, judge, eval_prompts, blocks, gen_args, batch
+        saved, reference, tokenizer, judges, eval_prompts, blocks, gen_args, batch, seed
     )
     rows["rl"]["train_runtime_s"] = results["train_runtime"]
     if reward_args.dpo_model and os.path.isfile(os.path.join(reward_args.dpo_model, "all_results.json")):
         dpo, _ = load_policy(ModelArguments(model_name_or_path=reward_args.dpo_model))
-        rows["dpo"], _ = generator_report(dpo, reference, tokenizer, judge, eval_prompts, blocks, gen_args, batch)
+        dpo.to(device)
+        rows["dpo"], _ = generator_report(
+            dpo, reference, tokenizer, judges, eval_prompts, blocks, gen_args, batch, seed
+        )
         rows["dpo"]["train_runtime_s"] = dpo_training_time(reward_args.dpo_model)
     for name, row in rows.items():
         results.update({f"{name}_{key}": value for key, value in row.items()})
     results["positive_share_change"] = rows["rl"]["positive_share"] - rows["start"]["positive_share"]
+    if independent is not None:
+        change = rows["rl"]["positive_share_independent"] - rows["start"]["positive_share_independent"]
+        results["positive_share_independent_change"] = change
     results["perplexity_change"] = rows["rl"]["perplexity"] / rows["start"]["perplexity"] - 1
     results["distinct_2_ratio"] = rows["rl"]["distinct_2"] / rows["start"]["distinct_2"]
     results["tracker_runs"] = tracker_runs(training_args)
-    table = markdown_table([{"policy": name, **row} for name, row in rows.items()])
+    table = markdown_table([comparison_row(name, row) for name, row in rows.items()])
 
     with main_process_writes() as writer:
         if writer:
@@ -381,51 +401,6 @@ def judge_reward(judge):
         return judge.positive_probability(list(completions)).tolist()
 
     return positive_probability
-
-
-def write_rlhf_card(
-    run, results, table, samples_before, samples_after, model_args, pref_args, reward_args, peft_args, training_args
-):
-    from huggingface_hub import ModelCardData
-
-    start = model_args.model_name_or_path
-    hub_data = hub_dataset_id(pref_args.review_dataset)
-    model_name = training_args.hub_model_id or os.path.basename(os.path.abspath(run.final))
-    adapter = describe_adapter(model_args, peft_args)
-    metrics = [
-        ("positive_share", "Share judged positive", results["rl_positive_share"], "held-out prompts"),
-        ("perplexity", "Perplexity", results["rl_perplexity"], "held-out reviews"),
-    ]
-    card_data = ModelCardData(
-        language="en",
-        license="apache-2.0",
-        library_name="peft" if adapter else "transformers",
-        pipeline_tag="text-generation",
-        base_model=None if os.path.isdir(start) else hub_model_id(start),
-        datasets=[hub_data],
-        tags=["rlhf", "grpo", "trl", "movie-reviews", "recipes-rlhf"],
-        model_name=model_name,
-        eval_results=generator_eval_results(hub_data, metrics),
-    )
-    write_model_card(
-        run.staging,
-        "rlhf.md.j2",
-        card_data,
-        model_name=model_name,
-        start=start,
-        adapter=adapter,
-        results=results,
-        table=table,
-        pref_args=pref_args,
-        reward_args=reward_args,
-        beta=training_args.beta,
-        num_generations=training_args.num_generations,
-        learning_rate=training_args.learning_rate,
-        seed=training_args.seed,
-        samples=before_after_samples(samples_before, samples_after),
-        usage_id=training_args.hub_model_id or run.final,
-        tracker_runs=results["tracker_runs"],
-    )
 
 
 @exit_on_recipe_error

@@ -118,7 +118,8 @@ def test_a_handbook_qlora_block_parses_unchanged_and_builds_what_trls_helpers_bu
     import clm_distilgpt2
 
     config = write_file("qlora.yaml", HANDBOOK_QLORA + f"output_dir: {tmp_path}\n")
-    model_args, *_, peft_args, _, _, _ = parse_args(clm_distilgpt2.make_parser_types(), ["--config", config])
+    types, defaults = clm_distilgpt2.make_parser_types(), clm_distilgpt2.parser_defaults()
+    model_args, *_, peft_args, _, _, _ = parse_args(types, ["--config", config], defaults)
     check_peft_options(model_args, peft_args)
     (trl_args,) = TrlParser([ModelConfig]).parse_yaml_file(write_file("trl.yaml", HANDBOOK_QLORA))
     assert peft_args.peft_method == "lora" and model_args.attn_implementation == "flash_attention_2"

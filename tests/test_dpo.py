@@ -119,6 +119,8 @@ DPO_TINY = [
     "2",
     "--eval_steps",
     "10",
+    "--independent_judge_reviews",
+    "1000",
 ]
 
 
@@ -294,6 +296,24 @@ def test_judged_run_builds_pairs_from_its_own_samples(tiny_policy, tiny_judge, t
     assert results["positive_share_change"] == pytest.approx(
         results["positive_share"] - results["before_positive_share"]
     )
+
+
+def test_a_chat_policy_answers_a_request_and_both_judges_read_its_samples(tiny_llama, tiny_judge, tmp_path):
+    output_dir = str(tmp_path / "chat")
+    args = ["--model_name_or_path", tiny_llama, "--judge_model", tiny_judge, "--use_peft", "true"]
+    args += ["--num_prompts", "24", "--min_judge_margin", "0", "--max_steps", "2", "--output_dir", output_dir]
+    results = results_of(run_in_process("recipes/dpo_bonus.py", *DPO_TINY, *args), output_dir)
+    with open(os.path.join(output_dir, "samples.json")) as handle:
+        samples = json.load(handle)
+    # No sentiment asked for: the opening is the first words of the assistant's answer to a plain request.
+    prompt = samples["after"][0]["prompt"]
+    assert "<|im_start|>user\nWrite a movie review.<|im_end|>\n<|im_start|>assistant\n" in prompt
+    assert not prompt.endswith("\n")  # the answer has begun with the review's opening
+    for key, side in (("before_positive_share_independent", "before"), ("positive_share_independent", "after")):
+        verdicts = [sample["judged_positive_independent"] for sample in samples[side]]
+        assert results[key] == pytest.approx(sum(verdicts) / len(verdicts))
+        assert results[key + "_low"] <= results[key] <= results[key + "_high"]
+    assert "adapter_model.safetensors" in os.listdir(output_dir)  # one LoRA policy; reference: adapter disabled
 
 
 def _dpo_run_with_hub_flags(policy, pairs, output_dir, env):
