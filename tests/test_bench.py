@@ -77,3 +77,16 @@ def test_no_scoring_row_exceeds_the_peak_of_the_precision_it_runs_in(bench, tmp_
     peaks = {"fp32": max(before, bench.matmul_peak_gflops(torch.float32, seconds=1.5))}
     bench.utilisation(rows, peaks)  # stops the benchmark on an MFU above 1
     assert all(0 < row["mfu"] <= 1 for row in rows), rows
+
+
+def test_frozen_base_training_flops_match_pytorchs_flop_counter_under_lora(bench, tiny_llama):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama, attn_implementation="eager")
+    model = get_peft_model(model, LoraConfig(r=2, target_modules="all-linear", task_type="CAUSAL_LM"))
+    lengths = [64, 64]
+    inputs = torch.randint(1000, 20000, (len(lengths), lengths[0]))
+    with FlopCounterMode(display=False) as count:
+        model(input_ids=inputs, labels=inputs).loss.backward()
+    assert bench.frozen_base_training_flops(model, lengths) == pytest.approx(count.get_total_flops(), rel=0.05)
