@@ -70,10 +70,32 @@ def generator_eval_results(dataset: str, metrics: list[tuple]) -> list[EvalResul
     ]
 
 
+def generator_card_data(base, datasets: list, tags: list, model_name: str, adapter: bool, metrics: list):
+    """The metadata block of a text generator's card: its base, data, tags and held-out figures (on datasets[0])."""
+    return ModelCardData(
+        language="en",
+        license="apache-2.0",
+        library_name="peft" if adapter else "transformers",
+        pipeline_tag="text-generation",
+        base_model=base,
+        datasets=datasets,
+        tags=tags,
+        model_name=model_name,
+        eval_results=generator_eval_results(datasets[0], metrics),
+    )
+
+
 def before_after_samples(samples_before: list[dict], samples_after: list[dict], count: int = 6) -> list[tuple]:
-    """Card rows of the same held-out prompts continued before and after training, with the judge's P(goal)."""
+    """Card rows of the same held-out prompts continued before and after training, with the judge's P(goal); a chat
+    prompt shows its last line, the review's opening that the answer continues."""
     return [
-        (before["prompt"], before["continuation"], before["p_positive"], after["continuation"], after["p_positive"])
+        (
+            before["prompt"].splitlines()[-1],
+            before["continuation"],
+            before["p_positive"],
+            after["continuation"],
+            after["p_positive"],
+        )
         for before, after in zip(samples_before[:count], samples_after[:count], strict=True)
     ]
 
@@ -203,16 +225,13 @@ def write_clm_card(
     judged = sorted(key for key in results if key.startswith("controllability_") and key.count("_") == 2)
     for key in judged:
         metrics.append((key, f"Judged as asked ({key.split('_', 1)[1].replace('_', ', ')})", results[key], "requests"))
-    card_data = ModelCardData(
-        language="en",
-        license="apache-2.0",
-        library_name="peft" if adapter else "transformers",
-        pipeline_tag="text-generation",
-        base_model=base,
-        datasets=[hub_data],
-        tags=["causal-lm", "sft", "trl", "movie-reviews", "recipes-clm_distilgpt2"],
-        model_name=model_name,
-        eval_results=generator_eval_results(hub_data, metrics),
+    card_data = generator_card_data(
+        base,
+        [hub_data],
+        ["causal-lm", "sft", "trl", "movie-reviews", "recipes-clm_distilgpt2"],
+        model_name,
+        bool(adapter),
+        metrics,
     )
     start = (
         f"a {scratch_args.model_type} built from scratch ({scratch_args.config_overrides})" if from_scratch else name
@@ -259,7 +278,6 @@ def write_clm_card(
 
 
 def write_dpo_card(run, results, samples_before, samples_after, model_args, pref_args, peft_args, training_args):
-    from huggingface_hub import ModelCardData
 
     from recipe_utils.adapters import describe_adapter
     from recipe_utils.data import hub_dataset_id
@@ -272,18 +290,18 @@ def write_dpo_card(run, results, samples_before, samples_after, model_args, pref
     metrics = [("perplexity", "Perplexity", results["perplexity"], "held-out reviews")]
     if "positive_share" in results:
         metrics.append(("positive_share", "Share judged positive", results["positive_share"], "held-out prompts"))
+    if "positive_share_independent" in results:
+        name = "Share judged positive, independent judge"
+        metrics.append(("positive_share_independent", name, results["positive_share_independent"], "held-out prompts"))
     metrics.append(("reward_accuracy", "DPO reward accuracy", results["eval_reward_accuracy"], "held-out pairs"))
     adapter = describe_adapter(model_args, peft_args)
-    card_data = ModelCardData(
-        language="en",
-        license="apache-2.0",
-        library_name="peft" if adapter else "transformers",
-        pipeline_tag="text-generation",
-        base_model=base,
-        datasets=[hub_data] + ([hub_dataset_id(pref_args.dataset_name)] if pref_args.dataset_name else []),
-        tags=["dpo", "trl", "movie-reviews", "recipes-dpo_bonus"],
-        model_name=model_name,
-        eval_results=generator_eval_results(hub_data, metrics),
+    card_data = generator_card_data(
+        base,
+        [hub_data] + ([hub_dataset_id(pref_args.dataset_name)] if pref_args.dataset_name else []),
+        ["dpo", "trl", "movie-reviews", "recipes-dpo_bonus"],
+        model_name,
+        bool(adapter),
+        metrics,
     )
     write_model_card(
         run.staging,
@@ -308,7 +326,6 @@ def write_dpo_card(run, results, samples_before, samples_after, model_args, pref
 def write_rlhf_card(
     run, results, table, samples_before, samples_after, model_args, pref_args, reward_args, peft_args, training_args
 ):
-    from huggingface_hub import ModelCardData
 
     from recipe_utils.adapters import describe_adapter
     from recipe_utils.data import hub_dataset_id
@@ -322,16 +339,18 @@ def write_rlhf_card(
         ("positive_share", "Share judged positive", results["rl_positive_share"], "held-out prompts"),
         ("perplexity", "Perplexity", results["rl_perplexity"], "held-out reviews"),
     ]
-    card_data = ModelCardData(
-        language="en",
-        license="apache-2.0",
-        library_name="peft" if adapter else "transformers",
-        pipeline_tag="text-generation",
-        base_model=None if os.path.isdir(start) else hub_model_id(start),
-        datasets=[hub_data],
-        tags=["rlhf", "grpo", "trl", "movie-reviews", "recipes-rlhf"],
-        model_name=model_name,
-        eval_results=generator_eval_results(hub_data, metrics),
+    if "rl_positive_share_independent" in results:
+        name = "Share judged positive, independent judge"
+        metrics.append(
+            ("positive_share_independent", name, results["rl_positive_share_independent"], "held-out prompts")
+        )
+    card_data = generator_card_data(
+        None if os.path.isdir(start) else hub_model_id(start),
+        [hub_data],
+        ["rlhf", "grpo", "trl", "movie-reviews", "recipes-rlhf"],
+        model_name,
+        bool(adapter),
+        metrics,
     )
     write_model_card(
         run.staging,

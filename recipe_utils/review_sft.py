@@ -56,6 +56,13 @@ class ReviewSFTArguments(DatasetArguments):
         metadata={"help": "Held-out reviews: the same balanced set sft_sentiment holds out with the same seed."},
     )
     eval_fraction: float = field(default=0.1, metadata={"help": "Held-out share of an unlabelled text dataset."})
+    max_review_words: int | None = field(
+        default=None,
+        metadata={
+            "help": "Train on reviews of at most this many words (unset: any). Short reviews fit whole in max_length, "
+            "so the model learns to write a complete review, verdict included, within the tokens a sample gets."
+        },
+    )
     perplexity_reviews: int = field(default=100, metadata={"help": "Held-out reviews whose perplexity is measured."})
     judge_model: str | None = field(
         default="outputs/sft_sentiment",
@@ -218,7 +225,10 @@ def split_reviews(args: ReviewSFTArguments, seed: int) -> Reviews:
     # The whole pool once; the training reviews are a balanced draw from it.
     data = prepare_classification_data(DataArguments(**common), seed)
     pool = data.train.to_pandas()
-    train = balanced_sample(pool, args.max_train_samples, seed)
+    short = pool if args.max_review_words is None else pool[pool["text"].str.split().str.len() <= args.max_review_words]
+    if short["label"].nunique() < len(CLASS_NAMES):
+        raise RecipeError(f"no review of each label has at most {args.max_review_words} words")
+    train = balanced_sample(short, args.max_train_samples, seed)
     stats = {**data.stats, "train_samples": len(train), "pool_samples": len(pool)}
     stats["train_class_counts"] = {CLASS_NAMES[k]: int(v) for k, v in sorted(train["label"].value_counts().items())}
     return Reviews(

@@ -272,7 +272,8 @@ def print_summary(results: dict, samples_after: list[dict]) -> None:
                 f"({results['positive_share_independent_change'] * 100:+.1f} points)"
             )
         for sample in samples_after[:3]:
-            say(f"  {sample['prompt']!r} -> {sample['continuation']!r} (p={sample['p_positive']})")
+            opening = sample["prompt"].splitlines()[-1]  # a chat prompt's last line is the opening
+            say(f"  {opening!r} -> {sample['continuation']!r} (p={sample['p_positive']})")
 
 
 @exit_on_recipe_error

@@ -130,6 +130,14 @@ def test_held_out_reviews_are_the_classifiers_held_out_reviews():
     assert set(reviews.train_texts) <= set(reviews.pool_texts) and sum(reviews.train_labels) == 50
 
 
+def test_max_review_words_trains_on_short_reviews_only():
+    from recipe_utils.review_sft import ReviewSFTArguments, split_reviews
+
+    reviews = split_reviews(ReviewSFTArguments(max_train_samples=60, eval_size=200, max_review_words=80), seed=3)
+    assert len(reviews.train_texts) == 60 and max(len(text.split()) for text in reviews.train_texts) <= 80
+    assert max(len(text.split()) for text in reviews.pool_texts) > 80  # the judges' pool keeps every length
+
+
 def test_conversational_rows_ask_for_the_reviews_own_label():
     from recipe_utils.review_sft import sft_rows
 
@@ -213,18 +221,16 @@ def test_completion_only_loss_leaves_the_request_out_of_the_loss(tiny_llama):
     assert "negative" not in tokenizer.decode(scored)
 
 
-def test_a_chat_model_answers_the_prompt_and_streams_it(chat_run):
-    output_dir, _ = chat_run
-    result = run_script(
-        "recipes/clm_distilgpt2.py",
-        "--generate_only",
-        "--model_name_or_path",
-        output_dir,
-        "--max_new_tokens",
-        "6",
-        stdin="a negative review of a horror film\n",
-    )
+def prompt_loop(model_dir: str, typed: str, new_tokens: int):
+    """Seed 002's prompt loop on a saved model, as a user runs it, with `typed` as what they type."""
+    arguments = ["--generate_only", "--model_name_or_path", model_dir, "--max_new_tokens", str(new_tokens)]
+    result = run_script("recipes/clm_distilgpt2.py", *arguments, stdin=typed)
     assert result.returncode == 0, result.stderr[-2000:]
+    return result
+
+
+def test_a_chat_model_answers_the_prompt_and_streams_it(chat_run):
+    result = prompt_loop(chat_run[0], "a negative review of a horror film\n", new_tokens=6)
     assert result.stdout.count("Enter a prompt for text generation:") == 2
     answer = result.stdout.split("Generated text:")[1].split("Enter a prompt")[0]
     assert answer.strip() and "a negative review of a horror film" not in answer  # the answer, not the prompt
@@ -284,17 +290,7 @@ def test_saved_folder_works_with_the_text_generation_pipeline(tiny_run):
 
 
 def test_interactive_loop_continues_prompts_until_end_of_input(tiny_run):
-    output_dir, _ = tiny_run
-    result = run_script(
-        "recipes/clm_distilgpt2.py",
-        "--generate_only",
-        "--model_name_or_path",
-        output_dir,
-        "--max_new_tokens",
-        "5",
-        stdin="The plot\nI loved\n",
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
+    result = prompt_loop(tiny_run[0], "The plot\nI loved\n", new_tokens=5)
     assert result.stdout.count("Enter a prompt for text generation:") == 3  # two answered, then EOF
     generated = [line for line in result.stdout.splitlines() if "Generated text:" in line]
     assert len(generated) == 2 and "The plot" in generated[0] and "I loved" in generated[1]
