@@ -36,6 +36,19 @@ class TfidfJudge:
         return self.pipeline.predict_proba(list(texts))[:, 1]
 
 
+def sentiment_classifier_judge(name: str, positive_label: str, device="cpu", trust_remote_code: bool = False):
+    """The sentiment classifier `name` (a run folder or a Hub id) as a judge of P(positive), on `device`."""
+    from transformers import AutoModelForSequenceClassification
+
+    from recipe_utils.args import ModelArguments
+    from recipe_utils.models import load_pretrained, load_tokenizer
+    from recipe_utils.preferences import SentimentJudge
+
+    judge_args = ModelArguments(model_name_or_path=name, trust_remote_code=trust_remote_code)
+    model = load_pretrained(AutoModelForSequenceClassification, judge_args).to(device)
+    return SentimentJudge(model, load_tokenizer(judge_args), positive_label)
+
+
 def classifier_training_texts(judge_folder: str) -> set[str]:
     """The reviews the sft_sentiment classifier in `judge_folder` trained on, rebuilt from its run_config.json
     (same data, held-out size, sample cap and seed give the same draw); empty when the folder has none."""
@@ -55,7 +68,7 @@ def classifier_training_texts(judge_folder: str) -> set[str]:
 
 
 def independent_judge(pool_texts, pool_labels, excluded: set[str], size: int, seed: int) -> TfidfJudge:
-    """A TfidfJudge fitted on up to `size` reviews of the pool (balanced draw) that are not in `excluded`."""
+    """A TfidfJudge fitted on up to `size` reviews of the pool (a random draw) that are not in `excluded`."""
     rng = np.random.default_rng(seed)
     rows = [i for i, text in enumerate(pool_texts) if text not in excluded]
     rows = [rows[i] for i in rng.permutation(len(rows))[:size]]

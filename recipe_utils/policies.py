@@ -5,16 +5,15 @@ the independent judge, held-out perplexity, KL to the start, diversity)."""
 import os
 from dataclasses import dataclass, field
 
-import numpy as np
-from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+from transformers import AutoModelForCausalLM
 from trl import ModelConfig
 
-from recipe_utils.args import LanguageModelingDataArguments, ModelArguments
+from recipe_utils.args import LanguageModelingDataArguments
 from recipe_utils.generation_metrics import distinct_n, kl_to_reference, stock_phrase_share
-from recipe_utils.judges import share_with_interval
+from recipe_utils.judges import sentiment_classifier_judge, share_with_interval
 from recipe_utils.lm import held_out_perplexity, pad_with_eos
 from recipe_utils.models import load_pretrained, load_tokenizer, resolve_model_path
-from recipe_utils.preferences import SentimentJudge, sample_continuations
+from recipe_utils.preferences import sample_continuations
 
 
 @dataclass
@@ -45,11 +44,9 @@ def load_judge(pref_args, model_args, device="cpu"):
     """The sentiment classifier that judges generations, on `device` (the run's)."""
     if not pref_args.judge_model:
         return None
-    judge_args = ModelArguments(
-        model_name_or_path=pref_args.judge_model, trust_remote_code=model_args.trust_remote_code
+    return sentiment_classifier_judge(
+        pref_args.judge_model, pref_args.judge_positive_label, device, model_args.trust_remote_code
     )
-    model = load_pretrained(AutoModelForSequenceClassification, judge_args).to(device)
-    return SentimentJudge(model, load_tokenizer(judge_args), pref_args.judge_positive_label)
 
 
 def review_text_arguments(pref_args) -> LanguageModelingDataArguments:
@@ -63,11 +60,9 @@ def review_text_arguments(pref_args) -> LanguageModelingDataArguments:
     )
 
 
-def judged_generation_report(
-    model, tokenizer, judge, prompts, gen_args, batch_size, independent=None
-) -> tuple[float, list[dict]]:
-    """Share of continuations the judge calls positive (one sample per held-out prompt), and the samples, each
-    also read by the independent judge when one is given (independent_share reads its verdicts back)."""
+def judged_generation_report(model, tokenizer, judge, prompts, gen_args, batch_size, independent=None) -> list[dict]:
+    """One sample per held-out prompt with the judge's verdict, each also read by the independent judge when one is
+    given (judged_shares turns the verdicts into shares with intervals)."""
     continuations = [row[0] for row in sample_continuations(model, tokenizer, prompts, 1, gen_args, batch_size)]
     scores = judge.positive_probability(continuations)
     verdicts = scores > 0.5
@@ -80,7 +75,7 @@ def judged_generation_report(
         for sample, score in zip(samples, independent.positive_probability(continuations), strict=True):
             sample["p_positive_independent"] = round(float(score), 3)
             sample["judged_positive_independent"] = bool(score > 0.5)
-    return float(np.mean(verdicts)), samples
+    return samples
 
 
 def judged_shares(samples: list[dict], seed: int, prefix: str = "") -> dict:
@@ -97,7 +92,7 @@ def judged_shares(samples: list[dict], seed: int, prefix: str = "") -> dict:
 def generator_report(model, reference, tokenizer, judges, prompts, blocks, gen_args, batch, seed) -> tuple[dict, list]:
     """One row of the comparison: judged positive share by both judges (with intervals), held-out perplexity, KL to
     the start, diversity. `judges` is (the classifier, the independent judge or None)."""
-    _, samples = judged_generation_report(model, tokenizer, judges[0], prompts, gen_args, batch, judges[1])
+    samples = judged_generation_report(model, tokenizer, judges[0], prompts, gen_args, batch, judges[1])
     continuations = [sample["continuation"] for sample in samples]
     return {
         **judged_shares(samples, seed),

@@ -250,27 +250,17 @@ def load_judges(args: ReviewSFTArguments, reviews: Reviews, tokenizer, seed: int
     import os
 
     from recipe_utils.distributed import say
-    from recipe_utils.judges import classifier_training_texts, independent_judge
+    from recipe_utils.judges import classifier_training_texts, independent_judge, sentiment_classifier_judge
 
     chat = bool(getattr(tokenizer, "chat_template", None))
     if reviews.train_labels is None or not chat or args.controllability_samples < 1:
         return {}
-    if args.judge_model and not os.path.isdir(args.judge_model) and args.judge_model.startswith(("outputs", ".", "/")):
-        say(f"note: no judge folder {args.judge_model} (make sft_sentiment); the independent judge reads alone")
     judges = {}
-    if args.judge_model and (os.path.isdir(args.judge_model) or not args.judge_model.startswith(("outputs", ".", "/"))):
-        from transformers import AutoModelForSequenceClassification
-
-        from recipe_utils.args import ModelArguments
-        from recipe_utils.models import load_pretrained, load_tokenizer
-        from recipe_utils.preferences import SentimentJudge
-
-        judge_args = ModelArguments(model_name_or_path=args.judge_model)
-        judges["classifier"] = SentimentJudge(
-            load_pretrained(AutoModelForSequenceClassification, judge_args).to(device),
-            load_tokenizer(judge_args),
-            args.judge_positive_label,
-        )
+    local = args.judge_model and args.judge_model.startswith(("outputs", ".", "/"))
+    if local and not os.path.isdir(args.judge_model):
+        say(f"note: no judge folder {args.judge_model} (make sft_sentiment); the independent judge reads alone")
+    elif args.judge_model:  # a run folder, or a Hub id
+        judges["classifier"] = sentiment_classifier_judge(args.judge_model, args.judge_positive_label, device)
     excluded = classifier_training_texts(args.judge_model) if "classifier" in judges else set()
     judges["tfidf"] = independent_judge(
         reviews.pool_texts, reviews.pool_labels, excluded, args.independent_judge_reviews, seed
@@ -282,7 +272,7 @@ def generator_figures(model, tokenizer, reviews: Reviews, judges: dict, args, ge
     """Held-out perplexity and bits per byte in the training shape; with a chat template and judges, the
     controllability (share of requested reviews each judge reads as asked, per sentiment, with intervals), the
     imitation ceiling (real held-out reviews read as labelled) and distinct-2 beside real reviews'; the samples."""
-    from recipe_utils.generation import render_prompt
+    from recipe_utils.generation import generate, render_prompt
     from recipe_utils.preferences import sample_continuations
 
     seed, batch = training_args.seed, training_args.per_device_eval_batch_size
@@ -301,7 +291,7 @@ def generator_figures(model, tokenizer, reviews: Reviews, judges: dict, args, ge
     chat = bool(getattr(tokenizer, "chat_template", None))
     if not (chat and judges and args.controllability_samples > 0):
         prompts = gen_args.sample_prompts
-        samples = [{"prompt": p, "text": generate_one(model, tokenizer, p, gen_args)} for p in prompts]
+        samples = [{"prompt": p, "text": generate(model, tokenizer, p, gen_args)} for p in prompts]
         return figures, samples
     wanted = [label for label in (0, 1) for _ in range(args.controllability_samples)]
     requests = [
@@ -314,18 +304,12 @@ def generator_figures(model, tokenizer, reviews: Reviews, judges: dict, args, ge
     for key, value in judged_as_asked(judges, generated, wanted, seed).items():
         figures[f"controllability_{key}"] = value["share"]
         figures[f"controllability_{key}_low"], figures[f"controllability_{key}_high"] = value["low"], value["high"]
-    real = reviews.eval_texts[: args.ceiling_reviews]
     if ceiling:  # the same for every model: measured once
-        for key, value in judged_as_asked(judges, real, reviews.eval_labels[: args.ceiling_reviews], seed).items():
+        real, labels = reviews.eval_texts[: args.ceiling_reviews], reviews.eval_labels[: args.ceiling_reviews]
+        for key, value in judged_as_asked(judges, real, labels, seed).items():
             figures[f"ceiling_{key}"] = value["share"]
     figures.update(diversity(generated, reviews.eval_texts))
     samples = [{"prompt": r, "text": g} for r, g in zip(requests, generated, strict=True)]
     # Alternate the sentiments so the card's first samples show both.
     half = len(samples) // 2
     return figures, [sample for pair in zip(samples[:half], samples[half:], strict=True) for sample in pair]
-
-
-def generate_one(model, tokenizer, prompt: str, gen_args) -> str:
-    from recipe_utils.generation import generate
-
-    return generate(model, tokenizer, prompt, gen_args)

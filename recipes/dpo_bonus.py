@@ -178,7 +178,7 @@ def main(policy_args, pref_args, gen_args, peft_args, output_args, training_args
     results["before_perplexity"] = held_out_perplexity(model, blocks, tokenizer.pad_token_id, eval_batch)
     samples_before = []
     if judge is not None:
-        _, samples_before = judged_generation_report(
+        samples_before = judged_generation_report(
             model, tokenizer, judge, eval_prompts, gen_args, pref_args.sampling_batch_size, independent
         )
         results.update(judged_shares(samples_before, training_args.seed, "before_"))
@@ -217,7 +217,7 @@ def main(policy_args, pref_args, gen_args, peft_args, output_args, training_args
     results["perplexity_change"] = results["perplexity"] / results["before_perplexity"] - 1
     samples_after = []
     if judge is not None:
-        _, samples_after = judged_generation_report(
+        samples_after = judged_generation_report(
             policy, tokenizer, judge, eval_prompts, gen_args, pref_args.sampling_batch_size, independent
         )
         results.update(judged_shares(samples_after, training_args.seed))
