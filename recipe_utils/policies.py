@@ -103,6 +103,17 @@ def generator_report(model, reference, tokenizer, judges, prompts, blocks, gen_a
     }, samples
 
 
+def recorded_training_time(folder: str) -> float | None:
+    """The training time a finished run recorded in its all_results.json (None when it has none)."""
+    import json
+
+    path = os.path.join(folder, "all_results.json")
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle).get("train_runtime")
+
+
 def comparison_row(name: str, row: dict) -> dict:
     """A row of the comparison table in readable units, each judge's share with its 95% interval."""
 

@@ -11,19 +11,19 @@ import sys
 
 import pytest
 
+from recipe_utils.task_launch import run_task
 from tests.conftest import ROOT, folder_snapshot, run_script
 
 sys.path.insert(0, os.path.join(ROOT, "recipes"))
 import clm_distilgpt2  # noqa: E402
 import dpo_bonus  # noqa: E402
-import lora  # noqa: E402
 import sft_sentiment  # noqa: E402
 
 RECIPES = {
     "sft_sentiment": (lambda argv: sft_sentiment.cli(argv), "recipes/configs/sft_sentiment/demo.yaml"),
-    "lora": (lambda argv: lora.run({"peft_method": "lora"}, argv), "recipes/configs/lora/demo.yaml"),
+    "lora": (lambda argv: run_task({"peft_method": "lora"}, argv), "recipes/configs/lora/demo.yaml"),
     "qlora": (
-        lambda argv: lora.run({"peft_method": "lora", "load_in_4bit": True}, argv),
+        lambda argv: run_task({"peft_method": "lora", "load_in_4bit": True}, argv),
         "recipes/configs/qlora/demo.yaml",
     ),
     "clm_distilgpt2": (lambda argv: clm_distilgpt2.cli(argv), "recipes/configs/clm_distilgpt2/demo.yaml"),
