@@ -186,6 +186,18 @@ def train_wordpiece_tokenizer(texts, vocab_size: int):
     return PreTrainedTokenizerFast(tokenizer_object=trainer._tokenizer, **special)
 
 
+def masking_collator(tokenizer, mlm_probability: float, whole_word_mask: bool, seed: int | None = None):
+    """The masked-LM collator pretraining uses (BERT's 80/10/10 replacement); seeded, it masks the same positions
+    each time, so held-out perplexities of two models compare. Whole words are only ever replaced by [MASK]: the
+    collator supports no random replacement for them."""
+    from transformers import DataCollatorForLanguageModeling
+
+    replace = {"mask_replace_prob": 1.0, "random_replace_prob": 0.0} if whole_word_mask else {}
+    return DataCollatorForLanguageModeling(
+        tokenizer, mlm_probability=mlm_probability, whole_word_mask=whole_word_mask, seed=seed, **replace
+    )
+
+
 def tokenize_for_mlm(dataset: datasets.Dataset, tokenizer, block_size: int, whole_word_mask: bool):
     """Texts encoded with their special tokens and packed into blocks, keeping what the masking collator reads:
     which tokens are special (never masked) and, for whole-word masking, character offsets (which tokens

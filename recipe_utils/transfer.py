@@ -22,7 +22,7 @@ from functools import partial
 import datasets
 import numpy as np
 import torch
-from transformers import AutoModelForMaskedLM, DataCollatorForLanguageModeling, DataCollatorWithPadding, Trainer
+from transformers import AutoModelForMaskedLM, DataCollatorWithPadding, Trainer
 
 from recipe_utils.args import LanguageModelingDataArguments, ModelArguments
 from recipe_utils.data import prepare_classification_data, tokenize_reviews
@@ -30,7 +30,7 @@ from recipe_utils.distributed import say
 from recipe_utils.errors import RecipeError
 from recipe_utils.hardware import peak_memory_mb, reset_peak_memory
 from recipe_utils.inference import predict_probabilities
-from recipe_utils.lm import load_lm_texts, masked_lm_perplexity, tokenize_for_mlm
+from recipe_utils.lm import load_lm_texts, masked_lm_perplexity, masking_collator, tokenize_for_mlm
 from recipe_utils.metrics import classification_metrics
 from recipe_utils.models import apply_freezing, load_classifier, load_tokenizer
 from recipe_utils.outputs import write_json
@@ -250,7 +250,7 @@ class ForgettingScorer:
         for name, dataset in texts.items():
             packed = tokenize_for_mlm(dataset, tokenizer, 128, whole_word_mask=False)
             self.blocks[name] = packed.select(range(min(blocks, len(packed))))
-        self.collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=0.15, seed=seed)
+        self.collator = masking_collator(tokenizer, 0.15, whole_word_mask=False, seed=seed)
         self.batch_size = batch_size
 
     def perplexities(self, classifier=None) -> dict:

@@ -22,7 +22,7 @@ import os
 from dataclasses import dataclass, field
 
 import numpy as np
-from transformers import AutoModelForMaskedLM, DataCollatorForLanguageModeling, Trainer, TrainingArguments, set_seed
+from transformers import AutoModelForMaskedLM, Trainer, TrainingArguments, set_seed
 
 from recipe_utils.adapters import folder_size_bytes, load_saved_model
 from recipe_utils.args import (
@@ -44,6 +44,7 @@ from recipe_utils.lm import (
     config_from_scratch,
     load_lm_texts,
     masked_lm_perplexity,
+    masking_collator,
     tokenize_for_mlm,
     train_wordpiece_tokenizer,
 )
@@ -174,19 +175,8 @@ def main(model_args, scratch_args, data_args, mlm_args, freeze_args, output_args
         "global_batch_size": global_batch_size(training_args),
     }
 
-    def collator(seed=None):
-        # Whole words are only ever replaced by [MASK] (the collator supports no random replacement for them).
-        replace = {"mask_replace_prob": 1.0, "random_replace_prob": 0.0} if mlm_args.whole_word_mask else {}
-        return DataCollatorForLanguageModeling(
-            tokenizer,
-            mlm_probability=mlm_args.mlm_probability,
-            whole_word_mask=mlm_args.whole_word_mask,
-            seed=seed,
-            **replace,
-        )
-
     # One seeded collator scores every model: before and after see the same masked positions.
-    scoring = collator(seed=training_args.seed)
+    scoring = masking_collator(tokenizer, mlm_args.mlm_probability, mlm_args.whole_word_mask, training_args.seed)
     eval_batch = training_args.per_device_eval_batch_size
 
     def held_out(prefix: str, scored_model) -> dict:
@@ -201,7 +191,7 @@ def main(model_args, scratch_args, data_args, mlm_args, freeze_args, output_args
         train_dataset=blocks["train"],
         eval_dataset=blocks["eval"],
         processing_class=tokenizer,
-        data_collator=collator(),
+        data_collator=masking_collator(tokenizer, mlm_args.mlm_probability, mlm_args.whole_word_mask),
     )
     open_run_folder(run)
     reset_peak_memory()

@@ -167,3 +167,18 @@ def test_a_real_process_prints_no_traceback(existing_output):
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1] == "error: dataset file not found: missing.csv"
     assert folder_snapshot(existing_output) == before
+
+
+@pytest.mark.parametrize(
+    "arguments, stdin, message",
+    [
+        (["--model", "missing_model_folder", "Loved it"], None, "missing_model_folder"),
+        (["--model", "outputs/sft_sentiment"], "\n  \n", "no text to classify"),
+    ],
+    ids=["missing-model", "empty-stdin"],
+)
+def test_predict_ends_bad_input_in_one_line(arguments, stdin, message):
+    result = run_script("recipes/predict.py", *arguments, stdin=stdin, timeout=300)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-500:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and message in last, last

@@ -11,9 +11,9 @@ def test_binary_metrics_match_hand_computed_values():
     assert metrics["accuracy"] == pytest.approx(0.7)
     assert metrics["precision"] == pytest.approx(3 / 4)
     assert metrics["recall"] == pytest.approx(3 / 5)
-    assert metrics["f1"] == pytest.approx(2 * 0.75 * 0.6 / 1.35)
-    negative_f1 = 2 * (4 / 6) * (4 / 5) / (4 / 6 + 4 / 5)
-    assert metrics["f1_macro"] == pytest.approx((metrics["f1"] + negative_f1) / 2)
+    assert metrics["f1"] == pytest.approx(2 / 3)  # 2PR / (P + R) = 2 * 0.75 * 0.6 / 1.35
+    # Negative class: precision 4/6, recall 4/5, F1 8/11; the macro F1 is the mean of 2/3 and 8/11.
+    assert metrics["f1_macro"] == pytest.approx((2 / 3 + 8 / 11) / 2)
     assert confusion(labels, predictions) == [[4, 1], [2, 3]]
 
 

@@ -7,10 +7,10 @@ import os
 import datasets
 import pytest
 import torch
-from transformers import DataCollatorForLanguageModeling, pipeline
+from transformers import pipeline
 
 from recipe_utils.data import clean_text, load_raw_dataset
-from recipe_utils.lm import masked_lm_perplexity, tokenize_for_mlm, train_wordpiece_tokenizer
+from recipe_utils.lm import masked_lm_perplexity, masking_collator, tokenize_for_mlm, train_wordpiece_tokenizer
 from tests.conftest import results_of, run_in_process
 from tests.many_processes import two_processes_over
 
@@ -63,10 +63,7 @@ def test_packing_keeps_every_token_once_in_order(news):
 def _mask(news, whole_word_mask: bool):
     texts, tokenizer = news
     blocks = tokenize_for_mlm(texts, tokenizer, block_size=64, whole_word_mask=whole_word_mask)
-    replace = {"mask_replace_prob": 1.0, "random_replace_prob": 0.0} if whole_word_mask else {}
-    collator = DataCollatorForLanguageModeling(
-        tokenizer, mlm_probability=0.15, whole_word_mask=whole_word_mask, seed=0, **replace
-    )
+    collator = masking_collator(tokenizer, 0.15, whole_word_mask, seed=0)  # the recipe's collator
     batch = collator([blocks[i] for i in range(len(blocks))])
     original = torch.tensor(blocks["input_ids"])
     special = torch.tensor(blocks["special_tokens_mask"]).bool()
@@ -130,7 +127,7 @@ def test_held_out_perplexity_is_the_same_number_for_the_same_model(tiny_pretrain
     tokenizer = AutoTokenizer.from_pretrained(output_dir)
     blocks = tokenize_for_mlm(news[0].select(range(60)), tokenizer, 64, whole_word_mask=False)
     model = AutoModelForMaskedLM.from_pretrained(output_dir)
-    collator = DataCollatorForLanguageModeling(tokenizer, seed=1)
+    collator = masking_collator(tokenizer, 0.15, whole_word_mask=False, seed=1)
     assert masked_lm_perplexity(model, blocks, collator) == masked_lm_perplexity(model, blocks, collator)
 
 
