@@ -14,7 +14,7 @@ setup: $(VENV)/.installed
 
 # requirements-nodeps.txt: packages whose shipped weights are all we read (their own dependencies are not needed).
 # PYTHONWARNINGS: setuptools warns on every editable install about folders named like the package; ours is it.
-$(VENV)/.installed: requirements.txt requirements-nodeps.txt
+$(VENV)/.installed: requirements.txt requirements-nodeps.txt pyproject.toml
 	test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
@@ -26,7 +26,7 @@ $(VENV)/.installed: requirements.txt requirements-nodeps.txt
 # them, one status line a stage (logs in outputs/logs/), then outputs/REPORT.md. Complete stages are reused;
 # FORCE=1 reruns them all, and `make <stage>` reruns one.
 demo: setup
-	$(OFFLINE) $(PY) -m recipe_utils.tour $(if $(FORCE),--force)
+	$(OFFLINE) $(PY) -m demo.tour $(if $(FORCE),--force)
 
 # Two workers of one thread each: on a 2-core machine they overlap one test's data preparation and process
 # start-up with another's compute, which two threads in one process cannot. Each test file stays on one

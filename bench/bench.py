@@ -38,20 +38,22 @@ from transformers import (  # noqa: E402
     set_seed,
 )
 
-from recipe_utils.args import parse_args  # noqa: E402
-from recipe_utils.compression import load_compressed  # noqa: E402
-from recipe_utils.data import load_raw_dataset, prepare_classification_data, tokenize_reviews  # noqa: E402
-from recipe_utils.hardware import cpu_has_native_bf16, cpu_name, settle_cpu_precision  # noqa: E402
-from recipe_utils.inference import predict_probabilities, time_pipeline, timed_scoring, warm_up  # noqa: E402
-from recipe_utils.lm import config_from_scratch, tokenize_for_lm, train_bpe_tokenizer  # noqa: E402
-from recipe_utils.models import encoder_layers, load_tokenizer  # noqa: E402
-from recipe_utils.report import markdown_table  # noqa: E402
+from recipe_utils.compression.weights import load_compressed  # noqa: E402
+from recipe_utils.core.args import parse_args  # noqa: E402
+from recipe_utils.core.hardware import cpu_has_native_bf16, cpu_name, settle_cpu_precision  # noqa: E402
+from recipe_utils.data.language_modeling import config_from_scratch, tokenize_for_lm, train_bpe_tokenizer  # noqa: E402
+from recipe_utils.data.reviews import load_raw_dataset, prepare_classification_data, tokenize_reviews  # noqa: E402
+from recipe_utils.evaluation.inference import predict_probabilities, time_pipeline, timed_scoring, warm_up  # noqa: E402
+from recipe_utils.models.classifiers import build_classifier  # noqa: E402
+from recipe_utils.models.loading import encoder_layers, load_tokenizer  # noqa: E402
+from recipe_utils.publishing.report import markdown_table  # noqa: E402
+from recipe_utils.training.plain_loop import parameter_groups, train_plain  # noqa: E402
 
 SFT_DEMO = os.path.join(ROOT, "recipes", "configs", "sft_sentiment", "demo.yaml")
 LORA_DEMO = os.path.join(ROOT, "recipes", "configs", "lora", "demo.yaml")
 QLORA_DEMO = os.path.join(ROOT, "recipes", "configs", "qlora", "demo.yaml")
 COMPRESS_DEMO = os.path.join(ROOT, "recipes", "configs", "compress", "demo.yaml")
-# The baseline row of both scoring sections (recipe_utils.inference.time_pipeline).
+# The baseline row of both scoring sections (recipe_utils.evaluation.inference.time_pipeline).
 PIPELINE_SETUP = 'pipeline("text-classification", model=FOLDER)(texts, truncation=True), defaults'
 # What a compressed folder's runtime computes in (compression.json "runtime").
 RUNTIME_PRECISIONS = {
@@ -173,7 +175,7 @@ def sentiment_training(work: str, train_reviews: int, eval_reviews: int) -> tupl
     # The recipe: head+tail truncation to 256, bottom layers frozen, dynamic padding, length-grouped batches,
     # bf16 where native.
     set_seed(training_args.seed)
-    model, _ = sft_sentiment.build_model(model_args, freeze_args, peft_args, quant_args, data.label_names)
+    model, _ = build_classifier(model_args, freeze_args, peft_args, quant_args, data.label_names)
     train = tokenize_reviews(data.train, tokenizer, data_args)
     trainer = Trainer(
         model=model,
@@ -214,14 +216,14 @@ def sentiment_training(work: str, train_reviews: int, eval_reviews: int) -> tupl
     seed_freeze_args = copy.copy(freeze_args)
     seed_freeze_args.freeze_strategy = "full"  # seed 003 fine-tunes every weight
     set_seed(training_args.seed)
-    model, _ = sft_sentiment.build_model(seed_model_args, seed_freeze_args, peft_args, quant_args, data.label_names)
-    history = sft_sentiment.train_plain(
+    model, _ = build_classifier(seed_model_args, seed_freeze_args, peft_args, quant_args, data.label_names)
+    history = train_plain(
         model,
         data.train,
         tokenizer,
         seed_data_args,
         seed_args,
-        sft_sentiment.parameter_groups(model, seed_args, seed_freeze_args),
+        parameter_groups(model, seed_args, seed_freeze_args),
         collate_fn=PaddedTo512(tokenizer),
     )
     runtime = history[-1]["train_runtime"]
@@ -270,7 +272,7 @@ def inference(work: str, trained) -> list[dict]:
     probabilities, elapsed = timed_scoring(model, data.eval, tokenizer, data_args, batch_size)
     rows = [
         row(
-            f"batch scoring (recipe_utils.inference: {data_args.truncation} {data_args.max_length}, "
+            f"batch scoring (recipe_utils.evaluation.inference: {data_args.truncation} {data_args.max_length}, "
             f"length-sorted batches of {batch_size})",
             [len(ids) for ids in tokenize_reviews(data.eval, tokenizer, data_args)["input_ids"]],
             elapsed,
@@ -408,9 +410,9 @@ def smollm2_training(work: str, steps: int, batch: int = 8, max_length: int = 25
     from peft import LoraConfig
     from trl import SFTConfig, SFTTrainer
 
-    from recipe_utils.models import SMOLLM2, resolve_model_path
-    from recipe_utils.review_sft import ReviewSFTArguments, sft_rows, split_reviews
-    from recipe_utils.sft_trainer import SFTTrainerWithModelLoss
+    from recipe_utils.data.review_sft import ReviewSFTArguments, sft_rows, split_reviews
+    from recipe_utils.models.loading import SMOLLM2, resolve_model_path
+    from recipe_utils.training.sft_trainer import SFTTrainerWithModelLoss
 
     folder = resolve_model_path(SMOLLM2)
     from transformers import AutoTokenizer
@@ -468,9 +470,9 @@ def smollm2_generation(prompts: int = 32, new_tokens: int = 64) -> list[dict]:
     against the text-generation pipeline's default call on the same chat prompts, in new tokens/s."""
     from transformers import pipeline
 
-    from recipe_utils.generation import GenerationArguments
-    from recipe_utils.models import SMOLLM2, resolve_model_path
-    from recipe_utils.preferences import sample_continuations
+    from recipe_utils.alignment.preferences import sample_continuations
+    from recipe_utils.evaluation.generation import GenerationArguments
+    from recipe_utils.models.loading import SMOLLM2, resolve_model_path
 
     folder = resolve_model_path(SMOLLM2)
     model = AutoModelForCausalLM.from_pretrained(folder)

@@ -26,7 +26,28 @@ import datasets
 from transformers import AutoModelForCausalLM, set_seed
 from trl import ModelConfig, SFTConfig
 
-from recipe_utils.adapters import (
+from recipe_utils.alignment.controllability import generator_figures, load_judges
+from recipe_utils.core.args import (
+    ModelArguments,
+    OutputArguments,
+    ScratchModelArguments,
+    global_batch_size,
+    parse_args,
+)
+from recipe_utils.core.distributed import (
+    from_main_process,
+    is_main_process,
+    main_process_writes,
+    say,
+    wait_for_everyone,
+)
+from recipe_utils.core.errors import RecipeError, exit_on_recipe_error
+from recipe_utils.core.hardware import settle_cpu_precision
+from recipe_utils.core.outputs import remove_pickled_training_args, resolved_config, write_json
+from recipe_utils.data.language_modeling import config_from_scratch, pad_with_eos, train_bpe_tokenizer
+from recipe_utils.data.review_sft import ReviewSFTArguments, sft_rows, split_reviews
+from recipe_utils.evaluation.generation import GenerationArguments, generate, interactive_loop
+from recipe_utils.models.adapters import (
     PeftArguments,
     check_peft_options,
     describe_adapter,
@@ -37,21 +58,13 @@ from recipe_utils.adapters import (
     wrap_with_peft,
     write_merged_model,
 )
-from recipe_utils.args import ModelArguments, OutputArguments, ScratchModelArguments, global_batch_size, parse_args
-from recipe_utils.cards import write_clm_card
-from recipe_utils.distributed import from_main_process, is_main_process, main_process_writes, say, wait_for_everyone
-from recipe_utils.errors import RecipeError, exit_on_recipe_error
-from recipe_utils.generation import GenerationArguments, generate, interactive_loop
-from recipe_utils.hardware import settle_cpu_precision
-from recipe_utils.hub import publish, take_push_request
-from recipe_utils.lm import config_from_scratch, pad_with_eos, train_bpe_tokenizer
-from recipe_utils.models import SMOLLM2, load_pretrained, load_tokenizer, parameter_counts, skeleton
-from recipe_utils.outputs import remove_pickled_training_args, resolved_config, write_json
-from recipe_utils.report import plot_training_curves
-from recipe_utils.review_sft import ReviewSFTArguments, generator_figures, load_judges, sft_rows, split_reviews
-from recipe_utils.run_folder import claim_output_dir, finish_run, open_run_folder
-from recipe_utils.sft_trainer import SFTTrainerWithModelLoss
-from recipe_utils.tracking import tracker_runs
+from recipe_utils.models.loading import SMOLLM2, load_pretrained, load_tokenizer, parameter_counts, skeleton
+from recipe_utils.publishing.cards import write_clm_card
+from recipe_utils.publishing.hub import publish, take_push_request
+from recipe_utils.publishing.report import plot_training_curves
+from recipe_utils.publishing.run_folder import claim_output_dir, finish_run, open_run_folder
+from recipe_utils.publishing.tracking import tracker_runs
+from recipe_utils.training.sft_trainer import SFTTrainerWithModelLoss
 
 
 @dataclass

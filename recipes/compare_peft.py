@@ -16,8 +16,8 @@ import argparse
 import json
 import os
 
-from recipe_utils.errors import exit_on_recipe_error
-from recipe_utils.study import Variant, run_variant, write_study
+from recipe_utils.core.errors import exit_on_recipe_error
+from recipe_utils.training.study import Variant, run_variant, write_study
 
 # The demo configs of lora and qlora, on one budget for every method: 1,600 training reviews (lora's demo
 # config trains on 1,200 for make demo's time).
@@ -40,7 +40,7 @@ VARIANTS = [
         "prompt_tuning", "recipes/lora.py", [*LORA_CONFIG, "--peft_method", "prompt_tuning", "--learning_rate", "3e-2"]
     ),
     Variant("ia3", "recipes/lora.py", [*LORA_CONFIG, "--peft_method", "ia3", "--learning_rate", "5e-3"]),
-    # The hand-written versions (recipe_utils/scratch_adapters.py): LoRA with exactly the settings of the lora
+    # The hand-written versions (recipe_utils/models/scratch_adapters.py): LoRA with exactly the settings of the lora
     # row, and Houlsby bottleneck adapters, which peft does not have.
     Variant("lora_scratch", "recipes/lora.py", [*LORA_CONFIG, "--peft_method", "lora_scratch", *LORA_RATE]),
     Variant("bottleneck", "recipes/lora.py", [*LORA_CONFIG, "--peft_method", "bottleneck", *LORA_RATE]),

@@ -10,7 +10,7 @@ stored, weight memory, and reviews/s against the default fp32 `pipeline("text-cl
 Offline demo (the classifier of `make sft_sentiment`, a few minutes on 2 CPU cores):
     python recipes/compress.py --config recipes/configs/compress/demo.yaml
 
-Settings chain steps with "+" (see recipe_utils/compression.py), e.g.:
+Settings chain steps with "+" (see recipe_utils/compression/weights.py), e.g.:
     python recipes/compress.py --config recipes/configs/compress/demo.yaml \
         --settings uniform-4-channel-asym kmeans-3 ffn-50+recover+int8-dynamic --output_dir outputs/compress_mine
 """
@@ -29,10 +29,7 @@ import numpy as np
 import torch
 from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding, Trainer, TrainingArguments
 
-from recipe_utils.adapters import folder_size_bytes
-from recipe_utils.args import DataArguments, OutputArguments, parse_args
-from recipe_utils.cards import write_model_card
-from recipe_utils.compression import (
+from recipe_utils.compression.weights import (
     COMPRESSION_FILE,
     apply_structure,
     choose_structure,
@@ -44,17 +41,20 @@ from recipe_utils.compression import (
     save_compressed,
     weights_in_ram,
 )
-from recipe_utils.data import prepare_classification_data, tokenize_reviews
-from recipe_utils.distributed import say, world_size
-from recipe_utils.errors import RecipeError, exit_on_recipe_error
-from recipe_utils.hardware import machine_description, settle_cpu_precision
-from recipe_utils.inference import time_pipeline, timed_scoring, warm_up
-from recipe_utils.intervals import accuracy_interval, paired_difference_interval
-from recipe_utils.metrics import classification_metrics
-from recipe_utils.models import load_pretrained, load_tokenizer, resolve_model_path, saved_truncation
-from recipe_utils.outputs import resolved_config, write_json
-from recipe_utils.report import markdown_table, plot_size_accuracy
-from recipe_utils.run_folder import claim_output_dir, finish_run, open_run_folder
+from recipe_utils.core.args import DataArguments, OutputArguments, parse_args
+from recipe_utils.core.distributed import say, world_size
+from recipe_utils.core.errors import RecipeError, exit_on_recipe_error
+from recipe_utils.core.hardware import machine_description, settle_cpu_precision
+from recipe_utils.core.outputs import resolved_config, write_json
+from recipe_utils.data.reviews import prepare_classification_data, tokenize_reviews
+from recipe_utils.evaluation.inference import time_pipeline, timed_scoring, warm_up
+from recipe_utils.evaluation.intervals import accuracy_interval, paired_difference_interval
+from recipe_utils.evaluation.metrics import classification_metrics
+from recipe_utils.models.adapters import folder_size_bytes
+from recipe_utils.models.loading import load_pretrained, load_tokenizer, resolve_model_path, saved_truncation
+from recipe_utils.publishing.cards import write_model_card
+from recipe_utils.publishing.report import markdown_table, plot_size_accuracy
+from recipe_utils.publishing.run_folder import claim_output_dir, finish_run, open_run_folder
 
 
 @dataclass
@@ -66,7 +66,9 @@ class CompressArguments:
     model_revision: str = field(default="main", metadata={"help": "Hub branch, tag or commit of the model."})
     settings: list[str] = field(
         default_factory=lambda: ["uniform-8-channel-sym", "uniform-4-channel-asym", "kmeans-4", "int8-dynamic"],
-        metadata={"help": "Compression settings, each a chain of steps joined by '+' (recipe_utils/compression.py)."},
+        metadata={
+            "help": "Compression settings, each a chain of steps joined by '+' (recipe_utils/compression/weights.py)."
+        },
     )
     tolerance: float = field(
         default=0.01, metadata={"help": "Accuracy a setting may lose and still count as keeping it (0.01: 1 point)."}

@@ -21,31 +21,8 @@ import numpy as np
 from transformers import AutoModelForCausalLM, set_seed
 from trl import DPOConfig, DPOTrainer
 
-from recipe_utils.adapters import (
-    PeftArguments,
-    check_peft_options,
-    folder_size_bytes,
-    leave_the_card_to_the_recipe,
-    load_saved_model,
-    peft_config,
-)
-from recipe_utils.args import (
-    ModelArguments,
-    OutputArguments,
-    global_batch_size,
-    parse_args,
-)
-from recipe_utils.cards import write_dpo_card
-from recipe_utils.distributed import is_main_process, main_process_writes, say, wait_for_everyone
-from recipe_utils.errors import RecipeError, exit_on_recipe_error
-from recipe_utils.generation import GenerationArguments
-from recipe_utils.hardware import settle_cpu_precision
-from recipe_utils.hub import publish, take_push_request
-from recipe_utils.judges import independent_judge_of_reviews
-from recipe_utils.lm import held_out_perplexity, load_lm_texts, pad_with_eos, tokenize_for_lm
-from recipe_utils.models import parameter_counts
-from recipe_utils.outputs import remove_pickled_training_args, resolved_config, write_json
-from recipe_utils.policies import (
+from recipe_utils.alignment.judges import independent_judge_of_reviews
+from recipe_utils.alignment.policies import (
     PolicyArguments,
     judged_generation_report,
     judged_shares,
@@ -53,16 +30,39 @@ from recipe_utils.policies import (
     load_policy,
     review_text_arguments,
 )
-from recipe_utils.preferences import (
+from recipe_utils.alignment.preferences import (
     PreferenceArguments,
     judged_on_policy_pairs,
     load_preference_dataset,
     request_prefix,
     review_openings,
 )
-from recipe_utils.report import plot_training_curves
-from recipe_utils.run_folder import claim_output_dir, finish_run, open_run_folder
-from recipe_utils.tracking import tracker_runs
+from recipe_utils.core.args import (
+    ModelArguments,
+    OutputArguments,
+    global_batch_size,
+    parse_args,
+)
+from recipe_utils.core.distributed import is_main_process, main_process_writes, say, wait_for_everyone
+from recipe_utils.core.errors import RecipeError, exit_on_recipe_error
+from recipe_utils.core.hardware import settle_cpu_precision
+from recipe_utils.core.outputs import remove_pickled_training_args, resolved_config, write_json
+from recipe_utils.data.language_modeling import held_out_perplexity, load_lm_texts, pad_with_eos, tokenize_for_lm
+from recipe_utils.evaluation.generation import GenerationArguments
+from recipe_utils.models.adapters import (
+    PeftArguments,
+    check_peft_options,
+    folder_size_bytes,
+    leave_the_card_to_the_recipe,
+    load_saved_model,
+    peft_config,
+)
+from recipe_utils.models.loading import parameter_counts
+from recipe_utils.publishing.cards import write_dpo_card
+from recipe_utils.publishing.hub import publish, take_push_request
+from recipe_utils.publishing.report import plot_training_curves
+from recipe_utils.publishing.run_folder import claim_output_dir, finish_run, open_run_folder
+from recipe_utils.publishing.tracking import tracker_runs
 
 
 def make_parser_types():

@@ -15,7 +15,7 @@ writes the merged full model to output_dir/merged. Every flag of the underlying 
 import recipe_utils.quiet  # noqa: F401  (first: keeps library import noise off the screen)
 
 # isort: split
-from recipe_utils.task_launch import run_task
+from recipe_utils.training.task_launch import run_task
 
 if __name__ == "__main__":
     run_task({"peft_method": "lora"})

@@ -19,11 +19,11 @@ from types import SimpleNamespace
 import datasets
 from transformers import AutoModelForSequenceClassification
 
-from recipe_utils.compression import COMPRESSION_FILE, load_compressed
-from recipe_utils.data import clean_text, tokenize_reviews
-from recipe_utils.errors import RecipeError, exit_on_recipe_error
-from recipe_utils.inference import predict_probabilities
-from recipe_utils.models import load_pretrained, load_tokenizer, saved_truncation
+from recipe_utils.compression.weights import COMPRESSION_FILE, load_compressed
+from recipe_utils.core.errors import RecipeError, exit_on_recipe_error
+from recipe_utils.data.reviews import clean_text, tokenize_reviews
+from recipe_utils.evaluation.inference import predict_probabilities
+from recipe_utils.models.loading import load_pretrained, load_tokenizer, saved_truncation
 
 
 @exit_on_recipe_error

@@ -24,8 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from transformers import AutoModelForMaskedLM, Trainer, TrainingArguments, set_seed
 
-from recipe_utils.adapters import folder_size_bytes, load_saved_model
-from recipe_utils.args import (
+from recipe_utils.core.args import (
     FreezeArguments,
     LanguageModelingDataArguments,
     ModelArguments,
@@ -34,13 +33,17 @@ from recipe_utils.args import (
     global_batch_size,
     parse_args,
 )
-from recipe_utils.cards import eval_results, write_model_card
-from recipe_utils.data import describe_dataset, held_out_review_texts, hub_dataset_id
-from recipe_utils.distributed import from_main_process, is_main_process, main_process_writes, say, wait_for_everyone
-from recipe_utils.errors import RecipeError, exit_on_recipe_error
-from recipe_utils.hardware import peak_memory_mb, reset_peak_memory, settle_cpu_precision
-from recipe_utils.hub import publish, take_push_request
-from recipe_utils.lm import (
+from recipe_utils.core.distributed import (
+    from_main_process,
+    is_main_process,
+    main_process_writes,
+    say,
+    wait_for_everyone,
+)
+from recipe_utils.core.errors import RecipeError, exit_on_recipe_error
+from recipe_utils.core.hardware import peak_memory_mb, reset_peak_memory, settle_cpu_precision
+from recipe_utils.core.outputs import remove_pickled_training_args, resolved_config, write_json
+from recipe_utils.data.language_modeling import (
     config_from_scratch,
     load_lm_texts,
     masked_lm_perplexity,
@@ -48,11 +51,14 @@ from recipe_utils.lm import (
     tokenize_for_mlm,
     train_wordpiece_tokenizer,
 )
-from recipe_utils.models import apply_freezing, hub_model_id, load_pretrained, load_tokenizer
-from recipe_utils.outputs import remove_pickled_training_args, resolved_config, write_json
-from recipe_utils.report import plot_training_curves
-from recipe_utils.run_folder import claim_output_dir, finish_run, open_run_folder
-from recipe_utils.tracking import tracker_runs
+from recipe_utils.data.reviews import describe_dataset, held_out_review_texts, hub_dataset_id
+from recipe_utils.models.adapters import folder_size_bytes, load_saved_model
+from recipe_utils.models.loading import apply_freezing, hub_model_id, load_pretrained, load_tokenizer
+from recipe_utils.publishing.cards import eval_results, write_model_card
+from recipe_utils.publishing.hub import publish, take_push_request
+from recipe_utils.publishing.report import plot_training_curves
+from recipe_utils.publishing.run_folder import claim_output_dir, finish_run, open_run_folder
+from recipe_utils.publishing.tracking import tracker_runs
 
 
 @dataclass

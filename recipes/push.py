@@ -14,8 +14,8 @@ import argparse
 import os
 import sys
 
-from recipe_utils.errors import RecipeError, exit_on_recipe_error
-from recipe_utils.hub import PushRequest, publish
+from recipe_utils.core.errors import RecipeError, exit_on_recipe_error
+from recipe_utils.publishing.hub import PushRequest, publish
 
 
 @exit_on_recipe_error

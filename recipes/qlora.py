@@ -12,7 +12,7 @@ bitsandbytes runs these layers on CPU as well as CUDA. Flags as in lora.py (--ta
 import recipe_utils.quiet  # noqa: F401  (first: keeps library import noise off the screen)
 
 # isort: split
-from recipe_utils.task_launch import run_task
+from recipe_utils.training.task_launch import run_task
 
 if __name__ == "__main__":
     run_task({"peft_method": "lora", "load_in_4bit": True})

@@ -36,12 +36,13 @@ from functools import partial
 
 from transformers import TrainingArguments
 
-from recipe_utils.args import DataArguments, ModelArguments, parse_args
-from recipe_utils.distributed import say, world_size
-from recipe_utils.errors import RecipeError, exit_on_recipe_error
-from recipe_utils.hardware import machine_description, settle_cpu_precision
-from recipe_utils.study import Variant, run_variant
-from recipe_utils.transfer import (
+from recipe_utils.core.args import DataArguments, ModelArguments, parse_args
+from recipe_utils.core.distributed import say, world_size
+from recipe_utils.core.errors import RecipeError, exit_on_recipe_error
+from recipe_utils.core.hardware import machine_description, settle_cpu_precision
+from recipe_utils.publishing.transfer_report import cell_summary, control_differences, write_transfer_report
+from recipe_utils.training.study import Variant, run_variant
+from recipe_utils.training.transfer import (
     ForgettingScorer,
     Start,
     StartRuns,
@@ -54,7 +55,6 @@ from recipe_utils.transfer import (
     study_split,
     tokenized_for,
 )
-from recipe_utils.transfer_report import cell_summary, control_differences, write_transfer_report
 
 SMALL_STARTS = ("random", "general", "in_domain", "general_in_domain")
 MINILM_STARTS = ("minilm", "minilm_in_domain")

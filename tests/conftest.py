@@ -201,7 +201,7 @@ def tiny_llama(tmp_path_factory) -> str:
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from recipe_utils.models import SMOLLM2, resolve_model_path
+    from recipe_utils.models.loading import SMOLLM2, resolve_model_path
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(SMOLLM2))
     config = LlamaConfig(

@@ -63,13 +63,12 @@ def two_processes_over(
 
 def held_out_accuracy(folder: str) -> float:
     """Accuracy of a saved classifier on its run's whole held-out set, scored here in one process."""
-    import sft_sentiment
-
-    from recipe_utils.adapters import QuantizationArguments
-    from recipe_utils.args import DataArguments, ModelArguments
-    from recipe_utils.data import prepare_classification_data, tokenize_reviews
-    from recipe_utils.inference import predict_probabilities
-    from recipe_utils.models import load_tokenizer
+    from recipe_utils.core.args import DataArguments, ModelArguments
+    from recipe_utils.data.reviews import prepare_classification_data, tokenize_reviews
+    from recipe_utils.evaluation.inference import predict_probabilities
+    from recipe_utils.models.adapters import QuantizationArguments
+    from recipe_utils.models.classifiers import load_saved_classifier
+    from recipe_utils.models.loading import load_tokenizer
 
     with open(os.path.join(folder, "run_config.json")) as handle:
         config = json.load(handle)
@@ -80,7 +79,7 @@ def held_out_accuracy(folder: str) -> float:
     model_args, data_args = fields(ModelArguments), fields(DataArguments)
     data = prepare_classification_data(data_args, config["seed"])
     tokenizer = load_tokenizer(ModelArguments(model_name_or_path=folder))
-    model = sft_sentiment.load_saved_classifier(folder, model_args, fields(QuantizationArguments), data.label_names)
+    model = load_saved_classifier(folder, model_args, fields(QuantizationArguments), data.label_names)
     tokenized = tokenize_reviews(data.eval, tokenizer, data_args)
     batch = config["per_device_eval_batch_size"]
     predictions = predict_probabilities(model, tokenized, tokenizer, batch).argmax(axis=1)

@@ -50,8 +50,8 @@ def load(kind: str, name: str, local: str):
 
 def run_quantization(local: str):
     """The 4-bit config a QLoRA run loaded its base with (None for other runs), from its run_config.json."""
-    from recipe_utils.adapters import QuantizationArguments, quantization_config
-    from recipe_utils.args import ModelArguments
+    from recipe_utils.core.args import ModelArguments
+    from recipe_utils.models.adapters import QuantizationArguments, quantization_config
 
     with open(os.path.join(local, "run_config.json")) as handle:
         config = json.load(handle)
@@ -66,8 +66,8 @@ def run_quantization(local: str):
 
 def held_out_texts(run_config: dict):
     """The run's held-out reviews and their label names, rebuilt from its own run_config.json."""
-    from recipe_utils.args import DataArguments
-    from recipe_utils.data import prepare_classification_data
+    from recipe_utils.core.args import DataArguments
+    from recipe_utils.data.reviews import prepare_classification_data
 
     fields = {name: run_config[name] for name in DataArguments.__dataclass_fields__}
     data = prepare_classification_data(SimpleNamespace(**fields), seed=run_config["seed"])

@@ -6,7 +6,9 @@ import torch
 from peft import AutoPeftModelForSequenceClassification, PeftModel
 from torch import nn
 
-from recipe_utils.adapters import (
+from recipe_utils.core.args import FreezeArguments, ModelArguments
+from recipe_utils.core.errors import RecipeError
+from recipe_utils.models.adapters import (
     PeftArguments,
     QuantizationArguments,
     check_peft_options,
@@ -16,9 +18,7 @@ from recipe_utils.adapters import (
     quantized_weight_report,
     wrap_with_peft,
 )
-from recipe_utils.args import FreezeArguments, ModelArguments
-from recipe_utils.errors import RecipeError
-from recipe_utils.models import classifier_skeleton, load_classifier, load_tokenizer
+from recipe_utils.models.loading import classifier_skeleton, load_classifier, load_tokenizer
 
 LABELS = ["negative", "positive"]
 MODEL = ModelArguments()

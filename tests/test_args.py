@@ -3,8 +3,8 @@ from dataclasses import dataclass, field
 import pytest
 from transformers import TrainingArguments
 
-from recipe_utils.args import DataArguments, ModelArguments, parse_args
-from recipe_utils.errors import RecipeError
+from recipe_utils.core.args import DataArguments, ModelArguments, parse_args
+from recipe_utils.core.errors import RecipeError
 
 
 @dataclass
@@ -111,7 +111,7 @@ def test_a_handbook_qlora_block_parses_unchanged_and_builds_what_trls_helpers_bu
 
     from trl import ModelConfig, TrlParser, get_peft_config, get_quantization_config
 
-    from recipe_utils.adapters import check_peft_options, peft_config, quantization_config
+    from recipe_utils.models.adapters import check_peft_options, peft_config, quantization_config
     from tests.conftest import ROOT
 
     sys.path.insert(0, f"{ROOT}/recipes")

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from recipe_utils.task_launch import run_task
+from recipe_utils.training.task_launch import run_task
 from tests.conftest import ROOT, folder_snapshot, run_script
 
 sys.path.insert(0, os.path.join(ROOT, "recipes"))

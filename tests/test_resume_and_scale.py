@@ -14,8 +14,8 @@ import time
 import pytest
 from safetensors.torch import load_file
 
-from recipe_utils.errors import RecipeError
-from recipe_utils.run_folder import claim_output_dir, staging_path
+from recipe_utils.core.errors import RecipeError
+from recipe_utils.publishing.run_folder import claim_output_dir, staging_path
 from tests.conftest import ROOT, run_in_process
 
 # No dropout: a run split over two processes draws other dropout masks than one process would.

@@ -7,7 +7,7 @@ import shutil
 import pytest
 import torch
 
-from recipe_utils.generation_metrics import distinct_n, stock_phrase_share
+from recipe_utils.evaluation.generation_metrics import distinct_n, stock_phrase_share
 from tests.conftest import results_of, run_in_process
 from tests.test_dpo import review_pairs, tiny_judge, tiny_policy  # noqa: F401 (fixtures)
 
@@ -117,8 +117,8 @@ def test_the_kl_reference_does_not_change_while_the_policy_trains(use_peft, tiny
     from safetensors.torch import load_file
     from trl import GRPOConfig
 
-    from recipe_utils.adapters import PeftArguments
-    from recipe_utils.args import ModelArguments
+    from recipe_utils.core.args import ModelArguments
+    from recipe_utils.models.adapters import PeftArguments
 
     model_args = ModelArguments(model_name_or_path=tiny_policy, use_peft=use_peft, lora_target_modules=["c_attn"])
     policy, tokenizer = rlhf.load_policy(model_args)

@@ -1,4 +1,4 @@
-"""The hand-written LoRA and bottleneck adapters (recipe_utils/scratch_adapters.py), checked against peft and
+"""The hand-written LoRA and bottleneck adapters (recipe_utils/models/scratch_adapters.py), checked against peft and
 against the base model, on the real MiniLM and a small GPT-2."""
 
 import pytest
@@ -7,10 +7,10 @@ from torch import nn
 from transformers import GPT2Config, GPT2LMHeadModel
 from transformers.pytorch_utils import Conv1D
 
-from recipe_utils.adapters import PeftArguments, wrap_with_peft
-from recipe_utils.args import ModelArguments
-from recipe_utils.models import load_classifier
-from recipe_utils.scratch_adapters import LoRALinear, load_adapter, save_adapter
+from recipe_utils.core.args import ModelArguments
+from recipe_utils.models.adapters import PeftArguments, wrap_with_peft
+from recipe_utils.models.loading import load_classifier
+from recipe_utils.models.scratch_adapters import LoRALinear, load_adapter, save_adapter
 from tests.test_adapters import LABELS, MODEL, TARGETS, batch, train_steps  # noqa: F401 (batch is a fixture)
 
 LORA = {"lora_r": 4, "lora_alpha": 8, "lora_dropout": 0.0, "lora_target_modules": ["query", "value"]}

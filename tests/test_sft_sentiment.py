@@ -154,9 +154,9 @@ def test_demo_report_holds_the_run_figures_with_paired_tests_and_links_that_reso
     import math
     import re
 
-    from recipe_utils.demo_report import write_report
-    from recipe_utils.predictions import read_predictions
-    from recipe_utils.tour import STAGES
+    from demo.report import write_report
+    from demo.tour import STAGES
+    from recipe_utils.evaluation.predictions import read_predictions
 
     output_dir, results, _ = trained_run
     stage = next(stage for stage in STAGES if stage.name == "sft_sentiment")

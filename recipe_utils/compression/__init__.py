@@ -1,0 +1,1 @@
+"""Quantization, weight clustering and pruning of a classifier, saved and reloaded."""

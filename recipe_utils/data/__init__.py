@@ -1,0 +1,1 @@
+"""Reading review datasets and text corpora, and shaping them for each trainer."""

@@ -1,0 +1,1 @@
+"""Scoring held-out data: metrics with intervals, baselines, batch inference and sampling."""

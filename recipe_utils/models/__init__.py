@@ -1,0 +1,1 @@
+"""Loading base models (Hub ids, embedded packages, GGUF files), freezing, and PEFT adapters."""

@@ -1,0 +1,1 @@
+"""What a run leaves behind: its folder, JSON, plots, model card, tracker links and Hub upload."""
