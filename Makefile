@@ -58,8 +58,8 @@ sft_sentiment_full: setup
 clm_distilgpt2: setup outputs/sft_sentiment/all_results.json
 	$(LAUNCH) recipes/clm_distilgpt2.py --config recipes/configs/clm_distilgpt2/demo.yaml --overwrite_output_dir $(ARGS)
 
-# Causal-LM pretraining from a config: a small GPT-2 on real Wikipedia text (once; reused while complete), then
-# fine-tuned on reviews as plain text. DPO and RL still start from this generator.
+# Causal-LM pretraining from a config (outside make demo): a small GPT-2 on real Wikipedia text (once; reused
+# while complete), then fine-tuned on reviews as plain text, seed 002's continuation shape.
 clm_pretrain: setup
 	$(LAUNCH) recipes/clm_distilgpt2.py --config recipes/configs/clm_distilgpt2/pretrain_demo.yaml --overwrite_output_dir $(ARGS)
 
@@ -69,20 +69,20 @@ clm_gpt2: setup outputs/clm_pretrained/all_results.json
 outputs/clm_pretrained/all_results.json:
 	$(MAKE) clm_pretrain
 
-# DPO steers the review generator towards positive reviews, judged by the sentiment classifier;
-# the policy and the judge are trained first when their folders are missing.
-dpo_bonus: setup outputs/clm_gpt2/all_results.json outputs/sft_sentiment/all_results.json
+# DPO steers the SFT review writer of clm_distilgpt2 towards positive reviews, judged by the sentiment classifier
+# and an independent TF-IDF judge; the SFT model and the classifier are trained first when their folders are missing.
+dpo_bonus: setup outputs/clm_distilgpt2/all_results.json outputs/sft_sentiment/all_results.json
 	$(LAUNCH) recipes/dpo_bonus.py --config recipes/configs/dpo_bonus/demo.yaml --overwrite_output_dir $(ARGS)
 
 # RLHF: a reward model, then GRPO on the same generator; the DPO policy beside it (each built if missing)
-rlhf: setup outputs/clm_gpt2/all_results.json outputs/sft_sentiment/all_results.json outputs/dpo_bonus/all_results.json
+rlhf: setup outputs/clm_distilgpt2/all_results.json outputs/sft_sentiment/all_results.json outputs/dpo_bonus/all_results.json
 	$(LAUNCH) recipes/rlhf.py --config recipes/configs/rlhf/demo.yaml --overwrite_output_dir $(ARGS)
 
 outputs/dpo_bonus/all_results.json:
 	$(MAKE) dpo_bonus
 
-outputs/clm_gpt2/all_results.json:
-	$(MAKE) clm_gpt2
+outputs/clm_distilgpt2/all_results.json:
+	$(MAKE) clm_distilgpt2
 
 outputs/sft_sentiment/all_results.json:
 	$(MAKE) sft_sentiment

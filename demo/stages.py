@@ -36,6 +36,11 @@ class Stage:
         return digest.hexdigest()[:16]
 
 
+def _raised(change: float, share: float) -> bool:
+    """The preference stages' goal: judged positive up 25 points or more, or at 95% and more."""
+    return change >= 0.25 or share >= 0.95
+
+
 def _config(recipe: str, name: str = "demo.yaml") -> str:
     return os.path.join("recipes", "configs", recipe, name)
 
@@ -78,17 +83,8 @@ STAGES = (
         ),
     ),
     Stage(
-        "clm_gpt2",
-        "seed 002: a small GPT-2 pretrained on Wikipedia text, then fine-tuned on reviews (the DPO and RL start)",
-        "outputs/clm_gpt2",
-        (_config("clm_distilgpt2", "gpt2_demo.yaml"), _config("clm_distilgpt2", "pretrain_demo.yaml")),
-        lambda r: f"review perplexity {r['before_perplexity']:,.0f} -> {r['perplexity']:,.0f}",
-        target="review perplexity at least 30% lower",
-        holds=lambda r: r["perplexity_change"] <= -0.30,
-    ),
-    Stage(
         "dpo_bonus",
-        "seed 004: DPO steers the generator towards positive reviews, judged by the sentiment classifier",
+        "seed 004: DPO steers the SFT review writer towards positive reviews (the DPO paper's IMDb setting)",
         "outputs/dpo_bonus",
         (_config("dpo_bonus"),),
         lambda r: (
@@ -96,12 +92,14 @@ STAGES = (
             f" (independent judge {_percent(r['before_positive_share_independent'])} -> "
             f"{_percent(r['positive_share_independent'])})"
         ),
-        after=("sft_sentiment", "clm_gpt2"),
-        target="judged positive +25 points or more by both judges, perplexity at most +25%",
+        after=("sft_sentiment", "clm_distilgpt2"),
+        target="judged positive +25 points or more (or 95%) by both judges, perplexity at most +25%, distinct-2 >= 80% "
+        "of the start's",
         holds=lambda r: (
-            r["positive_share_change"] >= 0.25
-            and r["positive_share_independent_change"] >= 0.25
+            _raised(r["positive_share_change"], r["positive_share"])
+            and _raised(r["positive_share_independent_change"], r["positive_share_independent"])
             and r["perplexity_change"] <= 0.25
+            and r["distinct_2_ratio"] >= 0.8
         ),
     ),
     Stage(
@@ -163,7 +161,7 @@ STAGES = (
     ),
     Stage(
         "rlhf",
-        "seed 004: a reward model, then online RL (GRPO) on the same generator",
+        "seed 004: a reward model, then online RL (GRPO) on the same SFT review writer",
         "outputs/rlhf",
         (_config("rlhf"),),
         lambda r: (
@@ -172,11 +170,11 @@ STAGES = (
             f"{_percent(r['rl_positive_share_independent'])})"
         ),
         after=("dpo_bonus",),
-        target="judged positive +25 points by both judges, perplexity at most +25%, distinct-2 >= 80% of the "
+        target="judged positive +25 points (or 95%) by both judges, perplexity at most +25%, distinct-2 >= 80% of the "
         "start's, reward model >= 75% on held-out pairs",
         holds=lambda r: (
-            r["positive_share_change"] >= 0.25
-            and r["positive_share_independent_change"] >= 0.25
+            _raised(r["positive_share_change"], r["rl_positive_share"])
+            and _raised(r["positive_share_independent_change"], r["rl_positive_share_independent"])
             and r["perplexity_change"] <= 0.25
             and r["distinct_2_ratio"] >= 0.8
             and r["reward_model_pair_accuracy"] >= 0.75

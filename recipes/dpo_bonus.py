@@ -16,7 +16,6 @@ checkpoint that is itself an adapter is merged first, so adapters never stack. W
 import recipe_utils.quiet  # noqa: F401  (first: keeps library import noise off the screen)
 
 # isort: split
-
 import numpy as np
 from transformers import AutoModelForCausalLM, set_seed
 from trl import DPOConfig, DPOTrainer
@@ -49,6 +48,7 @@ from recipe_utils.core.hardware import settle_cpu_precision
 from recipe_utils.core.outputs import remove_pickled_training_args, resolved_config, write_json
 from recipe_utils.data.language_modeling import held_out_perplexity, load_lm_texts, pad_with_eos, tokenize_for_lm
 from recipe_utils.evaluation.generation import GenerationArguments
+from recipe_utils.evaluation.generation_metrics import distinct_n
 from recipe_utils.models.adapters import (
     PeftArguments,
     check_peft_options,
@@ -222,6 +222,10 @@ def main(policy_args, pref_args, gen_args, peft_args, output_args, training_args
         )
         results.update(judged_shares(samples_after, training_args.seed))
         results["positive_share_change"] = results["positive_share"] - results["before_positive_share"]
+        # Preference tuning can buy its shift by collapsing onto a few phrasings: diversity before and after.
+        for prefix, samples in (("before_", samples_before), ("", samples_after)):
+            results[f"{prefix}distinct_2"] = distinct_n([sample["continuation"] for sample in samples], 2)
+        results["distinct_2_ratio"] = results["distinct_2"] / max(results["before_distinct_2"], 1e-9)
         if independent is not None:
             change = results["positive_share_independent"] - results["before_positive_share_independent"]
             results["positive_share_independent_change"] = change

@@ -121,6 +121,13 @@ DPO_TINY = [
     "10",
     "--independent_judge_reviews",
     "1000",
+    # The tiny GPT-2 trains whole (the demo's LoRA on a chat model is test_a_chat_policy_...'s case).
+    "--use_peft",
+    "false",
+    "--eval_strategy",
+    "steps",
+    "--per_device_train_batch_size",
+    "16",
 ]
 
 

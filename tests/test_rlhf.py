@@ -32,6 +32,9 @@ RL_TINY = [
     "0.5",
     "--logging_steps",
     "2",
+    # The tiny GPT-2 trains whole (the demo's LoRA on a chat model is test_a_chat_policy_...'s case).
+    "--use_peft",
+    "false",
 ]
 
 

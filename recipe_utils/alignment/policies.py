@@ -21,7 +21,7 @@ class PolicyArguments(ModelConfig):
     """The model to tune: TRL's ModelConfig, as its dpo script takes it (trust_remote_code is DPOConfig's)."""
 
     model_name_or_path: str | None = field(
-        default="outputs/clm_gpt2",
+        default="outputs/clm_distilgpt2",
         metadata={"help": "Causal LM to tune: local folder (a saved adapter is merged first) or Hub id."},
     )
 
