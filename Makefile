@@ -8,7 +8,7 @@ OFFLINE ?= HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 ACCELERATE_CONFIG ?= accelerate_configs/cpu.yaml
 LAUNCH := $(OFFLINE) $(VENV)/bin/accelerate launch --config_file $(ACCELERATE_CONFIG)
 
-.PHONY: setup demo test bench resume_trials push lint format pretrain_mlm transfer_study transfer_study_demo sft_sentiment sft_sentiment_full sft_sentiment_plain predict clm_pretrain clm_gpt2 clm_distilgpt2 generate dpo_bonus rlhf compress compress_full lora qlora peft_compare clean
+.PHONY: setup demo test bench gpu_check resume_trials push lint format pretrain_mlm transfer_study transfer_study_demo sft_sentiment sft_sentiment_full sft_sentiment_plain predict clm_pretrain clm_gpt2 clm_distilgpt2 generate dpo_bonus rlhf compress compress_full lora qlora peft_compare clean
 
 setup: $(VENV)/.installed
 
@@ -147,6 +147,11 @@ predict: setup
 # Speed and memory against seed-style baselines and this machine's measured peak: bench/results.md
 bench: setup outputs/compress/all_results.json
 	$(OFFLINE) $(PY) bench/bench.py $(ARGS)
+
+# Every recipe's demo config for a few steps on this machine's accelerator (bf16 on a GPU; the CPU here, said so),
+# one process and two, one line per recipe naming the device each model it ran sat on. ARGS="--only rlhf".
+gpu_check: setup
+	$(OFFLINE) $(PY) bench/gpu_check.py $(ARGS)
 
 # Ten SIGKILL-and-resume trials at random points, each compared with an uninterrupted run.
 resume_trials: setup
