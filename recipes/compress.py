@@ -52,7 +52,7 @@ from recipe_utils.evaluation.intervals import accuracy_interval, paired_differen
 from recipe_utils.evaluation.metrics import classification_metrics
 from recipe_utils.models.adapters import folder_size_bytes
 from recipe_utils.models.loading import load_pretrained, load_tokenizer, resolve_model_path, saved_truncation
-from recipe_utils.publishing.cards import write_model_card
+from recipe_utils.publishing.cards import write_setting_card
 from recipe_utils.publishing.report import markdown_table, plot_size_accuracy
 from recipe_utils.publishing.run_folder import claim_output_dir, finish_run, open_run_folder
 
@@ -286,72 +286,6 @@ def main(compress_args, data_args, output_args, training_args):
         f"fastest: {results['fastest_within_tolerance']}\nSaved to {run.final}"
     )
     return results
-
-
-def write_setting_card(run, row, baseline, results, compress_args, data_args) -> None:
-    from huggingface_hub import ModelCardData
-
-    folder = run.path(row["setting"])
-    final = os.path.join(run.final, row["setting"])
-    card_data = ModelCardData(
-        language="en",
-        license="apache-2.0",
-        library_name="transformers",
-        pipeline_tag="text-classification",
-        tags=["sentiment-analysis", "movie-reviews", "recipes-compress", "compressed"],
-    )
-    steps = [describe_step(step) for step in row["setting"].split("+")]
-    write_model_card(
-        folder,
-        "compress.md.j2",
-        card_data,
-        setting=row["setting"],
-        steps=steps,
-        source=compress_args.model_name_or_path,
-        row=row,
-        baseline=baseline,
-        eval_samples=results["eval_samples"],
-        pipeline_reviews_per_s=results.get("pipeline_reviews_per_s"),
-        machine=results["machine"],
-        loads_in_transformers=row["setting"] in ("fp32", "nf4", "fp4"),
-        folder=final,
-        truncation=data_args.truncation,
-        max_length=data_args.max_length,
-    )
-
-
-def describe_step(step: str) -> str:
-    setting = parse_setting(step)
-    if setting.prune:
-        return (
-            f"global magnitude pruning: the {setting.prune:.0%} smallest weights of the transformer blocks set to zero"
-        )
-    if setting.heads:
-        return (
-            f"structured pruning: {setting.heads:.0%} of the attention heads of every block removed (those that "
-            "matter least to the loss, by first-order Taylor saliency on training reviews)"
-        )
-    if setting.ffn:
-        return (
-            f"structured pruning: {setting.ffn:.0%} of the feed-forward neurons of every block removed (those that "
-            "matter least to the loss, by first-order Taylor saliency on training reviews)"
-        )
-    if setting.recover:
-        return "recovery fine-tune on training reviews (what was pruned stays pruned)"
-    return {
-        "fp32": "none: the fine-tuned classifier as saved (fp32)",
-        "uniform": f"uniform {setting.bits}-bit quantization of every weight matrix, "
-        f"{'per output channel' if setting.per_channel else 'one scale per matrix'}, "
-        f"{'symmetric' if setting.symmetric else 'asymmetric (with a zero point)'} (torchao affine primitives)",
-        "kmeans": f"non-uniform quantization: a {setting.clusters}-value k-means codebook per matrix "
-        f"({setting.bits}-bit codes)",
-        "cluster": f"weight clustering: {setting.clusters} shared values per matrix, centroids started evenly "
-        "over its range",
-        "nf4": "bitsandbytes 4-bit NormalFloat (nf4) dense layers",
-        "fp4": "bitsandbytes 4-bit float (fp4) dense layers",
-        "int8_dynamic": "int8 weights per output channel; at run time torchao int8 x int8 matmuls with activations "
-        "quantized per token, under torch.compile",
-    }[setting.encoding]
 
 
 @exit_on_recipe_error

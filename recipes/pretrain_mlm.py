@@ -18,7 +18,6 @@ import recipe_utils.quiet  # noqa: F401  (first: keeps library import noise off 
 # isort: split
 import inspect
 import math
-import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -51,10 +50,10 @@ from recipe_utils.data.language_modeling import (
     tokenize_for_mlm,
     train_wordpiece_tokenizer,
 )
-from recipe_utils.data.reviews import describe_dataset, held_out_review_texts, hub_dataset_id
+from recipe_utils.data.reviews import held_out_review_texts
 from recipe_utils.models.adapters import folder_size_bytes, load_saved_model
-from recipe_utils.models.loading import apply_freezing, hub_model_id, load_pretrained, load_tokenizer
-from recipe_utils.publishing.cards import eval_results, write_model_card
+from recipe_utils.models.loading import apply_freezing, load_pretrained, load_tokenizer
+from recipe_utils.publishing.cards import write_mlm_card
 from recipe_utils.publishing.hub import publish, take_push_request
 from recipe_utils.publishing.report import plot_training_curves
 from recipe_utils.publishing.run_folder import claim_output_dir, finish_run, open_run_folder
@@ -241,66 +240,6 @@ def main(model_args, scratch_args, data_args, mlm_args, freeze_args, output_args
         publish(run.final, push)
     wait_for_everyone()
     return results
-
-
-def write_mlm_card(run, results, mask_token, model_args, scratch_args, data_args, mlm_args, training_args):
-    from huggingface_hub import ModelCardData
-
-    from_scratch = scratch_args.model_type is not None
-    base = None if from_scratch or os.path.isdir(model_args.model_name_or_path) else model_args.model_name_or_path
-    hub_data = hub_dataset_id(data_args.dataset_name)
-    model_name = training_args.hub_model_id or os.path.basename(os.path.abspath(run.final))
-    split = f"held-out {int(data_args.eval_fraction * 100)}% of documents"
-    card_data = ModelCardData(
-        language="en",
-        license="apache-2.0",
-        library_name="transformers",
-        pipeline_tag="fill-mask",
-        base_model=hub_model_id(base) if base else None,
-        datasets=[hub_data],
-        tags=["masked-lm", "recipes-pretrain_mlm"],
-        model_name=model_name,
-        eval_results=eval_results(
-            {"eval_perplexity": results["perplexity"]},
-            model_name,
-            "fill-mask",
-            hub_data,
-            hub_data,
-            split,
-            metrics=("perplexity",),
-        ),
-    )
-    if from_scratch:
-        tokenizer_origin = (
-            f"the tokenizer of {scratch_args.tokenizer_name}"
-            if scratch_args.tokenizer_name
-            else "a WordPiece tokenizer trained on the corpus"
-        )
-        overrides = scratch_args.config_overrides or "default config"
-        start = f"a {scratch_args.model_type} built from scratch ({overrides}) with {tokenizer_origin}"
-    else:
-        start = hub_model_id(model_args.model_name_or_path)
-    write_model_card(
-        run.staging,
-        "mlm.md.j2",
-        card_data,
-        model_name=model_name,
-        start=start,
-        results=results,
-        dataset_name=data_args.dataset_name,
-        dataset_description=describe_dataset(data_args.dataset_name),
-        review_dataset=mlm_args.review_dataset,
-        block_size=data_args.block_size,
-        mlm_probability=mlm_args.mlm_probability,
-        whole_word_mask=mlm_args.whole_word_mask,
-        freeze=results["freeze_strategy"],
-        learning_rate=training_args.learning_rate,
-        epochs=training_args.num_train_epochs,
-        seed=training_args.seed,
-        mask_token=mask_token,
-        usage_id=training_args.hub_model_id or run.final,
-        tracker_runs=results["tracker_runs"],
-    )
 
 
 @exit_on_recipe_error

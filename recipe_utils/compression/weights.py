@@ -504,3 +504,38 @@ def weights_in_ram(model) -> int:
     for tensor in list(model.parameters()) + list(model.buffers()):
         seen.setdefault(id(tensor), size(tensor))
     return sum(seen.values())
+
+
+def describe_step(step: str) -> str:
+    """One step of a setting (a part of "heads-25+recover+int8-dynamic") in words, for its model card."""
+    setting = parse_setting(step)
+    if setting.prune:
+        return (
+            f"global magnitude pruning: the {setting.prune:.0%} smallest weights of the transformer blocks set to zero"
+        )
+    if setting.heads:
+        return (
+            f"structured pruning: {setting.heads:.0%} of the attention heads of every block removed (those that "
+            "matter least to the loss, by first-order Taylor saliency on training reviews)"
+        )
+    if setting.ffn:
+        return (
+            f"structured pruning: {setting.ffn:.0%} of the feed-forward neurons of every block removed (those that "
+            "matter least to the loss, by first-order Taylor saliency on training reviews)"
+        )
+    if setting.recover:
+        return "recovery fine-tune on training reviews (what was pruned stays pruned)"
+    return {
+        "fp32": "none: the fine-tuned classifier as saved (fp32)",
+        "uniform": f"uniform {setting.bits}-bit quantization of every weight matrix, "
+        f"{'per output channel' if setting.per_channel else 'one scale per matrix'}, "
+        f"{'symmetric' if setting.symmetric else 'asymmetric (with a zero point)'} (torchao affine primitives)",
+        "kmeans": f"non-uniform quantization: a {setting.clusters}-value k-means codebook per matrix "
+        f"({setting.bits}-bit codes)",
+        "cluster": f"weight clustering: {setting.clusters} shared values per matrix, centroids started evenly "
+        "over its range",
+        "nf4": "bitsandbytes 4-bit NormalFloat (nf4) dense layers",
+        "fp4": "bitsandbytes 4-bit float (fp4) dense layers",
+        "int8_dynamic": "int8 weights per output channel; at run time torchao int8 x int8 matmuls with activations "
+        "quantized per token, under torch.compile",
+    }[setting.encoding]

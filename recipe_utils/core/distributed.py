@@ -3,7 +3,9 @@ and evaluation shared across processes.
 
 Every recipe runs with one process or many (one per GPU, or two CPU processes over gloo). Training is the
 Trainer's business; everything else a recipe does to the filesystem or the Hub happens on the main process
-while the others wait at `wait_for_everyone()`, and result lines print once.
+while the others wait at `wait_for_everyone()`, and result lines print once. Once the process group is up (the
+Trainer's arguments start it: `join_processes`), every step goes through accelerate's own state and functions
+(PartialState, gather_object, broadcast_object_list); before it, or with one process, nothing needs them.
 """
 
 import contextlib
@@ -28,7 +30,11 @@ def _distributed() -> bool:
 
 
 def rank() -> int:
-    return torch.distributed.get_rank() if _distributed() else int(os.environ.get("RANK", 0))
+    if _distributed():
+        from accelerate import PartialState
+
+        return PartialState().process_index
+    return int(os.environ.get("RANK", 0))
 
 
 def is_main_process() -> bool:
@@ -38,7 +44,9 @@ def is_main_process() -> bool:
 def wait_for_everyone() -> None:
     """A barrier across processes (nothing with one process)."""
     if _distributed():
-        torch.distributed.barrier()
+        from accelerate import PartialState
+
+        PartialState().wait_for_everyone()
 
 
 @contextlib.contextmanager
@@ -68,11 +76,14 @@ def gather_rows(values: list, count: int) -> list:
     """Reassemble per-row results of `shard(count)` from every process into one list in row order."""
     if not _distributed():
         return values
-    gathered = [None] * world_size()
-    torch.distributed.all_gather_object(gathered, values)
-    rows = [None] * count
-    for process, part in enumerate(gathered):
-        rows[process :: world_size()] = part
+    from accelerate.utils import gather_object
+
+    flat = gather_object(list(values))  # every process's rows, process after process
+    rows, start = [None] * count, 0
+    for process in range(world_size()):
+        taken = len(range(process, count, world_size()))
+        rows[process :: world_size()] = flat[start : start + taken]
+        start += taken
     return rows
 
 
@@ -81,6 +92,6 @@ def from_main_process(make):
     process to process (a tokenizer trained here breaks ties between equally frequent merges by hash order)."""
     if not _distributed():
         return make()
-    box = [make() if is_main_process() else None]
-    torch.distributed.broadcast_object_list(box, src=0)
-    return box[0]
+    from accelerate.utils import broadcast_object_list
+
+    return broadcast_object_list([make() if is_main_process() else None], from_process=0)[0]

@@ -7,9 +7,10 @@ import torch
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from recipe_utils import REPO_ROOT
-from recipe_utils.data.reviews import hub_dataset_id
+from recipe_utils.compression.weights import describe_step
+from recipe_utils.data.reviews import describe_dataset, hub_dataset_id
 from recipe_utils.models.adapters import describe_adapter, quantization_config
-from recipe_utils.models.loading import hub_model_id
+from recipe_utils.models.loading import SMOLLM2, hub_model_id
 from recipe_utils.models.scratch_adapters import SCRATCH_METHODS
 
 TEMPLATES = os.path.join(REPO_ROOT, "model_cards")
@@ -220,8 +221,6 @@ def write_clm_card(
 ):
     """The clm_distilgpt2 card: start, data shape, perplexity and bits per byte, controllability by both judges beside
     the imitation ceiling, diversity, and the same requests answered before and after."""
-    from recipe_utils.data.reviews import describe_dataset, hub_dataset_id
-    from recipe_utils.models.loading import SMOLLM2, hub_model_id
 
     name = model_args.model_name_or_path
     from_scratch = scratch_args.model_type is not None
@@ -287,10 +286,6 @@ def write_clm_card(
 
 def write_dpo_card(run, results, samples_before, samples_after, model_args, pref_args, peft_args, training_args):
 
-    from recipe_utils.data.reviews import hub_dataset_id
-    from recipe_utils.models.adapters import describe_adapter
-    from recipe_utils.models.loading import hub_model_id
-
     start = model_args.model_name_or_path
     base = None if os.path.isdir(start) else hub_model_id(start)
     hub_data = hub_dataset_id(pref_args.review_dataset)
@@ -334,10 +329,6 @@ def write_dpo_card(run, results, samples_before, samples_after, model_args, pref
 def write_rlhf_card(
     run, results, table, samples_before, samples_after, model_args, pref_args, reward_args, peft_args, training_args
 ):
-
-    from recipe_utils.data.reviews import hub_dataset_id
-    from recipe_utils.models.adapters import describe_adapter
-    from recipe_utils.models.loading import hub_model_id
 
     start = model_args.model_name_or_path
     hub_data = hub_dataset_id(pref_args.review_dataset)
@@ -384,7 +375,6 @@ def write_rlhf_card(
 def write_sentiment_card(
     run, results, table, model_args, data_args, freeze_args, peft_args, quant_args, script_args, training_args, data
 ):
-    from huggingface_hub import ModelCardData
 
     adapter = describe_adapter(model_args, peft_args)
     base = model_args.model_name_or_path
@@ -489,4 +479,96 @@ def write_sentiment_card(
                 "train_runtime",
             )
         },
+    )
+
+
+def write_setting_card(run, row, baseline, results, compress_args, data_args) -> None:
+    """The card of one compressed setting's folder: its steps in words, its figures beside fp32's."""
+
+    folder = run.path(row["setting"])
+    final = os.path.join(run.final, row["setting"])
+    card_data = ModelCardData(
+        language="en",
+        license="apache-2.0",
+        library_name="transformers",
+        pipeline_tag="text-classification",
+        tags=["sentiment-analysis", "movie-reviews", "recipes-compress", "compressed"],
+    )
+    steps = [describe_step(step) for step in row["setting"].split("+")]
+    write_model_card(
+        folder,
+        "compress.md.j2",
+        card_data,
+        setting=row["setting"],
+        steps=steps,
+        source=compress_args.model_name_or_path,
+        row=row,
+        baseline=baseline,
+        eval_samples=results["eval_samples"],
+        pipeline_reviews_per_s=results.get("pipeline_reviews_per_s"),
+        machine=results["machine"],
+        loads_in_transformers=row["setting"] in ("fp32", "nf4", "fp4"),
+        folder=final,
+        truncation=data_args.truncation,
+        max_length=data_args.max_length,
+    )
+
+
+def write_mlm_card(run, results, mask_token, model_args, scratch_args, data_args, mlm_args, training_args):
+    """The card of a masked-LM pretraining run: its start, corpus, masking and held-out perplexities."""
+
+    from_scratch = scratch_args.model_type is not None
+    base = None if from_scratch or os.path.isdir(model_args.model_name_or_path) else model_args.model_name_or_path
+    hub_data = hub_dataset_id(data_args.dataset_name)
+    model_name = training_args.hub_model_id or os.path.basename(os.path.abspath(run.final))
+    split = f"held-out {int(data_args.eval_fraction * 100)}% of documents"
+    card_data = ModelCardData(
+        language="en",
+        license="apache-2.0",
+        library_name="transformers",
+        pipeline_tag="fill-mask",
+        base_model=hub_model_id(base) if base else None,
+        datasets=[hub_data],
+        tags=["masked-lm", "recipes-pretrain_mlm"],
+        model_name=model_name,
+        eval_results=eval_results(
+            {"eval_perplexity": results["perplexity"]},
+            model_name,
+            "fill-mask",
+            hub_data,
+            hub_data,
+            split,
+            metrics=("perplexity",),
+        ),
+    )
+    if from_scratch:
+        tokenizer_origin = (
+            f"the tokenizer of {scratch_args.tokenizer_name}"
+            if scratch_args.tokenizer_name
+            else "a WordPiece tokenizer trained on the corpus"
+        )
+        overrides = scratch_args.config_overrides or "default config"
+        start = f"a {scratch_args.model_type} built from scratch ({overrides}) with {tokenizer_origin}"
+    else:
+        start = hub_model_id(model_args.model_name_or_path)
+    write_model_card(
+        run.staging,
+        "mlm.md.j2",
+        card_data,
+        model_name=model_name,
+        start=start,
+        results=results,
+        dataset_name=data_args.dataset_name,
+        dataset_description=describe_dataset(data_args.dataset_name),
+        review_dataset=mlm_args.review_dataset,
+        block_size=data_args.block_size,
+        mlm_probability=mlm_args.mlm_probability,
+        whole_word_mask=mlm_args.whole_word_mask,
+        freeze=results["freeze_strategy"],
+        learning_rate=training_args.learning_rate,
+        epochs=training_args.num_train_epochs,
+        seed=training_args.seed,
+        mask_token=mask_token,
+        usage_id=training_args.hub_model_id or run.final,
+        tracker_runs=results["tracker_runs"],
     )
