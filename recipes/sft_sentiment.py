@@ -42,6 +42,7 @@ from recipe_utils.evaluation.baselines import baseline_results
 from recipe_utils.evaluation.inference import score_held_out
 from recipe_utils.evaluation.metrics import compute_metrics, confusion
 from recipe_utils.evaluation.predictions import write_predictions
+from recipe_utils.evaluation.prompted_llm import PromptedLLMArguments
 from recipe_utils.models.adapters import (
     PeftArguments,
     QuantizationArguments,
@@ -66,7 +67,9 @@ from recipe_utils.training.plain_loop import parameter_groups, train_plain, trai
 
 
 @dataclass
-class SentimentArguments:
+class SentimentArguments(PromptedLLMArguments):
+    """The trainer, the baselines beside it (a ready-made classifier, a prompted LLM) and the search."""
+
     trainer: str = field(
         default="hf",
         metadata={
@@ -141,7 +144,7 @@ def main(model_args, data_args, freeze_args, peft_args, quant_args, script_args,
     eval_batch = training_args.per_device_eval_batch_size
     results = {**data.stats, "global_batch_size": global_batch}
     baselines, baseline_predictions = baseline_results(
-        data, data_args, script_args, model_args, training_args.seed, eval_batch
+        data, data_args, script_args, model_args, training_args.seed, eval_batch, training_args.device, script_args
     )
     results.update(baselines)
 

@@ -121,6 +121,7 @@ def test_causal_lm_perplexity_kl_and_sampling_run_on_the_models_device(tiny_llam
     from recipe_utils.data.language_modeling import held_out_perplexity
     from recipe_utils.evaluation.generation import GenerationArguments
     from recipe_utils.evaluation.generation_metrics import kl_to_reference
+    from recipe_utils.evaluation.prompted_llm import label_probabilities
 
     model, tokenizer = tiny_llama_on_meta(tiny_llama)
     reference, _ = tiny_llama_on_meta(tiny_llama)
@@ -130,6 +131,7 @@ def test_causal_lm_perplexity_kl_and_sampling_run_on_the_models_device(tiny_llam
         "held_out_perplexity": lambda: held_out_perplexity(model, blocks, tokenizer.pad_token_id, 2),
         "answer_perplexity": lambda: answer_perplexity(model, tokenizer, prompts, answers, 64, 2),
         "kl_to_reference": lambda: kl_to_reference(model, reference, tokenizer, prompts, answers, 2),
+        "label_probabilities": lambda: label_probabilities(model, tokenizer, answers, [1, 2], [], 8, 2),
         "sample_continuations": lambda: sample_continuations(
             model, tokenizer, prompts, 2, GenerationArguments(max_new_tokens=4), 2
         ),

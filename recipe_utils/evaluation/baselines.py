@@ -62,8 +62,11 @@ def map_zero_shot_probabilities(probabilities: np.ndarray, model_labels: dict, l
     return collapsed.argmax(axis=1)
 
 
-def baseline_results(data, data_args, script_args, model_args, seed: int, batch_size: int) -> tuple[dict, dict]:
-    """Each baseline's held-out metrics (baseline_<name>_*) and its predictions by name."""
+def baseline_results(
+    data, data_args, script_args, model_args, seed: int, batch_size: int, device="cpu", prompted_args=None
+) -> tuple[dict, dict]:
+    """Each baseline's held-out metrics (baseline_<name>_*) and its predictions by name; the models among them
+    (the ready-made zero-shot classifier, the prompted LLM) score on `device`, the run's."""
     train_labels, eval_labels = data.train["label"], data.eval["label"]
     num_labels = len(data.label_names)
     results = {}
@@ -73,14 +76,20 @@ def baseline_results(data, data_args, script_args, model_args, seed: int, batch_
         "tfidf_tuned": tuned_tfidf_predictions(data.train["text"], train_labels, data.eval["text"], seed),
     }
     if script_args.zero_shot_model:
-        candidates["zero_shot"] = zero_shot_predictions(data, data_args, script_args, model_args, batch_size)
+        candidates["zero_shot"] = zero_shot_predictions(data, data_args, script_args, model_args, batch_size, device)
+    if prompted_args is not None and prompted_args.prompted_llm:
+        from recipe_utils.evaluation.prompted_llm import prompted_predictions
+
+        prompted = prompted_predictions(prompted_args, data, seed, device)
+        results.update({f"baseline_{name}_threshold": value for name, value in prompted.pop("thresholds").items()})
+        candidates.update(prompted)
     for name, predictions in candidates.items():
         metrics = classification_metrics(eval_labels, predictions, num_labels)
         results.update({f"baseline_{name}_{key}": value for key, value in metrics.items()})
     return results, candidates
 
 
-def zero_shot_predictions(data, data_args, script_args, model_args, batch_size: int) -> np.ndarray:
+def zero_shot_predictions(data, data_args, script_args, model_args, batch_size: int, device="cpu") -> np.ndarray:
     from dataclasses import replace
 
     from transformers import AutoModelForSequenceClassification
@@ -91,7 +100,7 @@ def zero_shot_predictions(data, data_args, script_args, model_args, batch_size: 
     if any(len(pair) != 2 or pair[1] not in data.label_names for pair in pairs):
         raise RecipeError(f"zero_shot_label_map entries must be 'model label=one of {data.label_names}'")
     zero_shot_args = replace(model_args, model_name_or_path=script_args.zero_shot_model, dtype="float32")
-    model = load_pretrained(AutoModelForSequenceClassification, zero_shot_args)
+    model = load_pretrained(AutoModelForSequenceClassification, zero_shot_args).to(device)
     unknown = [name for name, _ in pairs if name not in model.config.id2label.values()]
     if unknown:
         raise RecipeError(
