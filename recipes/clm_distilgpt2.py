@@ -36,14 +36,12 @@ from recipe_utils.core.args import (
 )
 from recipe_utils.core.distributed import (
     from_main_process,
-    is_main_process,
     main_process_writes,
     say,
-    wait_for_everyone,
 )
 from recipe_utils.core.errors import RecipeError, exit_on_recipe_error
 from recipe_utils.core.hardware import settle_cpu_precision
-from recipe_utils.core.outputs import remove_pickled_training_args, resolved_config, write_json
+from recipe_utils.core.outputs import write_json
 from recipe_utils.data.language_modeling import config_from_scratch, pad_with_eos, train_bpe_tokenizer
 from recipe_utils.data.review_sft import ReviewSFTArguments, sft_rows, split_reviews
 from recipe_utils.evaluation.generation import GenerationArguments, generate, interactive_loop
@@ -51,7 +49,6 @@ from recipe_utils.models.adapters import (
     PeftArguments,
     check_peft_options,
     describe_adapter,
-    folder_size_bytes,
     load_saved_model,
     quantization_config,
     quantized_weight_report,
@@ -60,9 +57,10 @@ from recipe_utils.models.adapters import (
 )
 from recipe_utils.models.loading import SMOLLM2, load_pretrained, load_tokenizer, parameter_counts, skeleton
 from recipe_utils.publishing.cards import write_clm_card
-from recipe_utils.publishing.hub import publish, take_push_request
+from recipe_utils.publishing.hub import take_push_request
 from recipe_utils.publishing.report import plot_training_curves
-from recipe_utils.publishing.run_folder import claim_output_dir, finish_run, open_run_folder
+from recipe_utils.publishing.run_folder import claim_output_dir, open_run_folder
+from recipe_utils.publishing.run_tail import close_run, save_trained, train_metrics, write_run_records
 from recipe_utils.publishing.tracking import tracker_runs
 from recipe_utils.training.sft_trainer import SFTTrainerWithModelLoss
 
@@ -164,17 +162,13 @@ def main(generator_args, scratch_args, data_args, gen_args, peft_args, clm_args,
 
     open_run_folder(run)
     train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-    results.update({key if key.startswith("train_") else f"train_{key}": v for key, v in train_result.metrics.items()})
-    trainer.save_model(run.staging)  # every process calls it (FSDP and DeepSpeed gather weights); one writes
-    trainer.save_state()
+    results.update(train_metrics(train_result.metrics))
+    results["saved_weights_bytes"] = save_trained(trainer, run)
     with main_process_writes() as writer:
-        if writer:
-            remove_pickled_training_args(run.staging)
-            if peft_args.merge_adapter:
-                base, _ = build_model_and_tokenizer(model_args, scratch_args, None, quantized=False)
-                merged = write_merged_model(base, run.staging, tokenizer)
-                results["merged_dir"] = os.path.join(run.final, os.path.basename(merged))
-    results["saved_weights_bytes"] = folder_size_bytes(run.staging)
+        if writer and peft_args.merge_adapter:
+            base, _ = build_model_and_tokenizer(model_args, scratch_args, None, quantized=False)
+            merged = write_merged_model(base, run.staging, tokenizer)
+            results["merged_dir"] = os.path.join(run.final, os.path.basename(merged))
 
     # Held-out figures are those of the saved model, reloaded as a user loads it, not of the model in memory.
     saved = load_saved_model(
@@ -192,10 +186,15 @@ def main(generator_args, scratch_args, data_args, gen_args, peft_args, clm_args,
 
     with main_process_writes() as writer:
         if writer:
-            write_json(run.path("log_history.json"), trainer.state.log_history)
-            write_json(
-                run.path("run_config.json"),
-                resolved_config(generator_args, scratch_args, data_args, gen_args, peft_args, training_args),
+            write_run_records(
+                run,
+                trainer.state.log_history,
+                generator_args,
+                scratch_args,
+                data_args,
+                gen_args,
+                peft_args,
+                training_args,
             )
             write_json(run.path("samples.json"), {"before": samples_before, "after": samples_after})
             plot_training_curves(trainer.state.log_history, run.path("training_curves.png"), metrics=())
@@ -214,12 +213,7 @@ def main(generator_args, scratch_args, data_args, gen_args, peft_args, clm_args,
     say(summary(results, data_args.perplexity_reviews))
     for sample in samples_after[:3]:
         say(f"  {sample['prompt']!r} -> {sample['text'][:200]!r}")
-    finish_run(run, results)
-    say(f"Saved to {run.final}")
-    if push and is_main_process():
-        publish(run.final, push)
-    wait_for_everyone()
-    return results
+    return close_run(run, results, push)
 
 
 def summary(results: dict, reviews: int) -> str:

@@ -42,26 +42,26 @@ from recipe_utils.core.args import (
     global_batch_size,
     parse_args,
 )
-from recipe_utils.core.distributed import is_main_process, main_process_writes, say, wait_for_everyone
+from recipe_utils.core.distributed import main_process_writes, say
 from recipe_utils.core.errors import RecipeError, exit_on_recipe_error
 from recipe_utils.core.hardware import settle_cpu_precision
-from recipe_utils.core.outputs import remove_pickled_training_args, resolved_config, write_json
+from recipe_utils.core.outputs import write_json
 from recipe_utils.data.language_modeling import held_out_perplexity, load_lm_texts, pad_with_eos, tokenize_for_lm
 from recipe_utils.evaluation.generation import GenerationArguments
 from recipe_utils.evaluation.generation_metrics import distinct_n
 from recipe_utils.models.adapters import (
     PeftArguments,
     check_peft_options,
-    folder_size_bytes,
     leave_the_card_to_the_recipe,
     load_saved_model,
     peft_config,
 )
 from recipe_utils.models.loading import parameter_counts
 from recipe_utils.publishing.cards import write_dpo_card
-from recipe_utils.publishing.hub import publish, take_push_request
+from recipe_utils.publishing.hub import take_push_request
 from recipe_utils.publishing.report import plot_training_curves
-from recipe_utils.publishing.run_folder import claim_output_dir, finish_run, open_run_folder
+from recipe_utils.publishing.run_folder import claim_output_dir, open_run_folder
+from recipe_utils.publishing.run_tail import close_run, save_trained, train_metrics, write_run_records
 from recipe_utils.publishing.tracking import tracker_runs
 
 
@@ -196,19 +196,14 @@ def main(policy_args, pref_args, gen_args, peft_args, output_args, training_args
 
     open_run_folder(run)
     train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-    results.update({key if key.startswith("train_") else f"train_{key}": v for key, v in train_result.metrics.items()})
+    results.update(train_metrics(train_result.metrics))
     after_eval = trainer.evaluate()
     results.update(
         eval_reward_accuracy=after_eval["eval_rewards/accuracies"],
         eval_reward_margin=after_eval["eval_rewards/margins"],
         eval_loss=after_eval["eval_loss"],
     )
-    trainer.save_model(run.staging)  # every process calls it (FSDP and DeepSpeed gather weights); one writes
-    trainer.save_state()
-    with main_process_writes() as writer:
-        if writer:
-            remove_pickled_training_args(run.staging)
-    results["saved_weights_bytes"] = folder_size_bytes(run.staging)
+    results["saved_weights_bytes"] = save_trained(trainer, run)
 
     # Held-out figures are those of the saved policy, reloaded as a user loads it, not of the model in memory.
     policy = load_saved_model(AutoModelForCausalLM, run.staging, lambda: load_policy(model_args)[0]).to(device)
@@ -233,10 +228,8 @@ def main(policy_args, pref_args, gen_args, peft_args, output_args, training_args
 
     with main_process_writes() as writer:
         if writer:
-            write_json(run.path("log_history.json"), trainer.state.log_history)
-            write_json(
-                run.path("run_config.json"),
-                resolved_config(policy_args, pref_args, gen_args, peft_args, training_args),
+            write_run_records(
+                run, trainer.state.log_history, policy_args, pref_args, gen_args, peft_args, training_args
             )
             write_json(run.path("samples.json"), {"before": samples_before, "after": samples_after})
             plot_training_curves(
@@ -245,13 +238,8 @@ def main(policy_args, pref_args, gen_args, peft_args, output_args, training_args
                 metrics=("eval_rewards/accuracies", "eval_rewards/margins"),
             )
             write_dpo_card(run, results, samples_before, samples_after, model_args, pref_args, peft_args, training_args)
-    finish_run(run, results)
     print_summary(results, samples_after)
-    say(f"Saved to {run.final}")
-    if push and is_main_process():
-        publish(run.final, push)
-    wait_for_everyone()
-    return results
+    return close_run(run, results, push)
 
 
 def print_summary(results: dict, samples_after: list[dict]) -> None:

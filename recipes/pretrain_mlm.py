@@ -34,14 +34,11 @@ from recipe_utils.core.args import (
 )
 from recipe_utils.core.distributed import (
     from_main_process,
-    is_main_process,
     main_process_writes,
     say,
-    wait_for_everyone,
 )
 from recipe_utils.core.errors import RecipeError, exit_on_recipe_error
 from recipe_utils.core.hardware import peak_memory_mb, reset_peak_memory, settle_cpu_precision
-from recipe_utils.core.outputs import remove_pickled_training_args, resolved_config, write_json
 from recipe_utils.data.language_modeling import (
     config_from_scratch,
     load_lm_texts,
@@ -51,12 +48,13 @@ from recipe_utils.data.language_modeling import (
     train_wordpiece_tokenizer,
 )
 from recipe_utils.data.reviews import held_out_review_texts
-from recipe_utils.models.adapters import folder_size_bytes, load_saved_model
+from recipe_utils.models.adapters import load_saved_model
 from recipe_utils.models.loading import apply_freezing, load_pretrained, load_tokenizer
 from recipe_utils.publishing.cards import write_mlm_card
-from recipe_utils.publishing.hub import publish, take_push_request
+from recipe_utils.publishing.hub import take_push_request
 from recipe_utils.publishing.report import plot_training_curves
-from recipe_utils.publishing.run_folder import claim_output_dir, finish_run, open_run_folder
+from recipe_utils.publishing.run_folder import claim_output_dir, open_run_folder
+from recipe_utils.publishing.run_tail import close_run, save_trained, train_metrics, write_run_records
 from recipe_utils.publishing.tracking import tracker_runs
 
 
@@ -201,14 +199,9 @@ def main(model_args, scratch_args, data_args, mlm_args, freeze_args, output_args
     open_run_folder(run)
     reset_peak_memory()
     train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-    results.update({key if key.startswith("train_") else f"train_{key}": v for key, v in train_result.metrics.items()})
+    results.update(train_metrics(train_result.metrics))
     results["train_peak_memory_mb"] = peak_memory_mb()
-    trainer.save_model(run.staging)  # every process calls it (FSDP and DeepSpeed gather weights); one writes
-    trainer.save_state()
-    with main_process_writes() as writer:
-        if writer:
-            remove_pickled_training_args(run.staging)
-    results["saved_weights_bytes"] = folder_size_bytes(run.staging)
+    results["saved_weights_bytes"] = save_trained(trainer, run)
 
     # Held-out figures are those of the saved model, reloaded as a user loads it, not of the model in memory.
     results.update(held_out("", load_saved_model(AutoModelForMaskedLM, run.staging, None)))
@@ -219,10 +212,15 @@ def main(model_args, scratch_args, data_args, mlm_args, freeze_args, output_args
 
     with main_process_writes() as writer:
         if writer:
-            write_json(run.path("log_history.json"), trainer.state.log_history)
-            write_json(
-                run.path("run_config.json"),
-                resolved_config(model_args, scratch_args, data_args, mlm_args, freeze_args, training_args),
+            write_run_records(
+                run,
+                trainer.state.log_history,
+                model_args,
+                scratch_args,
+                data_args,
+                mlm_args,
+                freeze_args,
+                training_args,
             )
             plot_training_curves(trainer.state.log_history, run.path("training_curves.png"), metrics=())
             mask_token = tokenizer.mask_token
@@ -234,12 +232,7 @@ def main(model_args, scratch_args, data_args, mlm_args, freeze_args, output_args
         f"On {results['review_eval_samples']} reviews of {mlm_args.review_dataset}: "
         f"{results['before_review_perplexity']:.1f} -> {results['review_perplexity']:.1f}"
     )
-    finish_run(run, results)
-    say(f"Saved to {run.final}")
-    if push and is_main_process():
-        publish(run.final, push)
-    wait_for_everyone()
-    return results
+    return close_run(run, results, push)
 
 
 @exit_on_recipe_error

@@ -46,25 +46,25 @@ from recipe_utils.alignment.rewards import (
     train_reward_model,
 )
 from recipe_utils.core.args import ModelArguments, OutputArguments, global_batch_size, parse_args
-from recipe_utils.core.distributed import is_main_process, main_process_writes, say, wait_for_everyone
+from recipe_utils.core.distributed import main_process_writes, say
 from recipe_utils.core.errors import RecipeError, exit_on_recipe_error
 from recipe_utils.core.hardware import settle_cpu_precision
-from recipe_utils.core.outputs import remove_pickled_training_args, resolved_config, write_json
+from recipe_utils.core.outputs import write_json
 from recipe_utils.data.language_modeling import load_lm_texts, tokenize_for_lm
 from recipe_utils.evaluation.generation import GenerationArguments
 from recipe_utils.models.adapters import (
     PeftArguments,
     check_peft_options,
-    folder_size_bytes,
     leave_the_card_to_the_recipe,
     load_saved_model,
     peft_config,
 )
 from recipe_utils.models.loading import parameter_counts
 from recipe_utils.publishing.cards import write_rlhf_card
-from recipe_utils.publishing.hub import publish, take_push_request
+from recipe_utils.publishing.hub import take_push_request
 from recipe_utils.publishing.report import markdown_table, plot_training_curves
-from recipe_utils.publishing.run_folder import claim_output_dir, finish_run, open_run_folder
+from recipe_utils.publishing.run_folder import claim_output_dir, open_run_folder
+from recipe_utils.publishing.run_tail import close_run, save_trained, train_metrics, write_run_records
 from recipe_utils.publishing.tracking import tracker_runs
 
 
@@ -172,15 +172,10 @@ def main(policy_args, pref_args, reward_args, peft_args, output_args, training_a
     results["global_batch_size"] = global_batch_size(training_args)
     results["rl_prompts"] = len(rl_prompts)
     train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-    results.update({key if key.startswith("train_") else f"train_{key}": v for key, v in train_result.metrics.items()})
+    results.update(train_metrics(train_result.metrics))
     rewards = [entry["reward"] for entry in trainer.state.log_history if "reward" in entry]
     results["train_reward_first"], results["train_reward_last"] = (rewards[0], rewards[-1]) if rewards else (None, None)
-    trainer.save_model(run.staging)
-    trainer.save_state()
-    with main_process_writes() as writer:
-        if writer:
-            remove_pickled_training_args(run.staging)
-    results["saved_weights_bytes"] = folder_size_bytes(run.staging)
+    results["saved_weights_bytes"] = save_trained(trainer, run)
 
     # The RL row is the saved policy, reloaded as a user loads it; the DPO row is dpo_bonus's saved policy.
     saved = load_saved_model(AutoModelForCausalLM, run.staging, lambda: load_policy(model_args)[0]).to(device)
@@ -209,10 +204,8 @@ def main(policy_args, pref_args, reward_args, peft_args, output_args, training_a
 
     with main_process_writes() as writer:
         if writer:
-            write_json(run.path("log_history.json"), trainer.state.log_history)
-            write_json(
-                run.path("run_config.json"),
-                resolved_config(policy_args, pref_args, reward_args, peft_args, training_args),
+            write_run_records(
+                run, trainer.state.log_history, policy_args, pref_args, reward_args, peft_args, training_args
             )
             write_json(run.path("samples.json"), {"before": samples_before, "after": samples_after})
             write_json(run.path("comparison.json"), rows)
@@ -229,12 +222,7 @@ def main(policy_args, pref_args, reward_args, peft_args, output_args, training_a
                 peft_args,
                 training_args,
             )
-    finish_run(run, results)
-    say(f"\nOn {len(eval_prompts)} held-out openings:\n{table}\n\nSaved to {run.final}")
-    if push and is_main_process():
-        publish(run.final, push)
-    wait_for_everyone()
-    return results
+    return close_run(run, results, push, f"\nOn {len(eval_prompts)} held-out openings:\n{table}\n")
 
 
 @exit_on_recipe_error

@@ -30,10 +30,9 @@ from recipe_utils.core.args import (
     global_batch_size,
     parse_args,
 )
-from recipe_utils.core.distributed import is_main_process, main_process_writes, say, wait_for_everyone, world_size
+from recipe_utils.core.distributed import main_process_writes, world_size
 from recipe_utils.core.errors import RecipeError, exit_on_recipe_error
 from recipe_utils.core.hardware import peak_memory_mb, reset_peak_memory, settle_cpu_precision
-from recipe_utils.core.outputs import remove_pickled_training_args, resolved_config, write_json
 from recipe_utils.data.reviews import (
     prepare_classification_data,
     tokenize_reviews,
@@ -58,9 +57,10 @@ from recipe_utils.models.loading import (
 )
 from recipe_utils.models.parameter_groups import uses_layerwise_rates
 from recipe_utils.publishing.cards import write_sentiment_card
-from recipe_utils.publishing.hub import publish, take_push_request
+from recipe_utils.publishing.hub import take_push_request
 from recipe_utils.publishing.report import comparison_rows, markdown_table, plot_confusion_matrix, plot_training_curves
-from recipe_utils.publishing.run_folder import claim_output_dir, finish_run, open_run_folder
+from recipe_utils.publishing.run_folder import claim_output_dir, open_run_folder
+from recipe_utils.publishing.run_tail import close_run, save_trained, train_metrics, write_run_records
 from recipe_utils.publishing.tracking import tracker_runs
 from recipe_utils.training.hp_search import hp_search
 from recipe_utils.training.plain_loop import parameter_groups, train_plain, trainer_state
@@ -176,9 +176,12 @@ def main(model_args, data_args, freeze_args, peft_args, quant_args, script_args,
         log_history = train_plain(
             model, data.train, tokenizer, data_args, training_args, parameter_groups(model, training_args, freeze_args)
         )
-        train_metrics = {key: value for key, value in log_history[-1].items() if key != "step"}
-        model.save_pretrained(run.staging)
-        trainer_state(log_history, training_args).save_to_json(run.path("trainer_state.json"))
+        trained = {key: value for key, value in log_history[-1].items() if key != "step"}
+        with main_process_writes() as writer:
+            if writer:
+                model.save_pretrained(run.staging)
+                tokenizer.save_pretrained(run.staging)  # the Trainer saves its tokenizer with the model
+                trainer_state(log_history, training_args).save_to_json(run.path("trainer_state.json"))
     else:
         optimizer_cls_and_kwargs = None
         if uses_layerwise_rates(freeze_args.layer_lr_decay, freeze_args.head_lr_scale):
@@ -195,22 +198,17 @@ def main(model_args, data_args, freeze_args, peft_args, quant_args, script_args,
             data_collator=DataCollatorWithPadding(tokenizer),
             compute_metrics=compute_metrics,
         )
-        train_metrics = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint).metrics
+        trained = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint).metrics
         log_history = trainer.state.log_history
-        trainer.save_model(run.staging)  # every process calls it (FSDP and DeepSpeed gather weights); one writes
-        trainer.save_state()
-    results.update({key if key.startswith("train_") else f"train_{key}": value for key, value in train_metrics.items()})
+        save_trained(trainer, run)
+    results.update(train_metrics(trained))
     results["train_peak_memory_mb"] = peak_memory_mb()
     with main_process_writes() as writer:
-        if writer:
-            remove_pickled_training_args(run.staging)
-            if script_args.trainer == "plain":  # the Trainer saves its tokenizer with the model
-                tokenizer.save_pretrained(run.staging)
-            if peft_args.merge_adapter:
-                base = load_classifier(model_args, data.label_names)
-                results["merged_dir"] = os.path.join(
-                    run.final, os.path.basename(write_merged_model(base, run.staging, tokenizer))
-                )
+        if writer and peft_args.merge_adapter:
+            base = load_classifier(model_args, data.label_names)
+            results["merged_dir"] = os.path.join(
+                run.final, os.path.basename(write_merged_model(base, run.staging, tokenizer))
+            )
     results["saved_weights_bytes"] = folder_size_bytes(run.staging)
 
     # Held-out figures are those of the saved model, reloaded as a user loads it, not of the model in memory.
@@ -226,14 +224,12 @@ def main(model_args, data_args, freeze_args, peft_args, quant_args, script_args,
     table = markdown_table(comparison_rows(results))
     with main_process_writes() as writer:
         if writer:
-            write_json(run.path("log_history.json"), log_history)
+            write_run_records(
+                run, log_history, model_args, data_args, freeze_args, peft_args, quant_args, script_args, training_args
+            )
             others = dict(before_predictions)
             others.update({f"baseline_{name}": predictions for name, predictions in baseline_predictions.items()})
             write_predictions(run.staging, data.eval["text"], data.eval["label"], probabilities, others)
-            write_json(
-                run.path("run_config.json"),
-                resolved_config(model_args, data_args, freeze_args, peft_args, quant_args, script_args, training_args),
-            )
             # The held-out scores before and after training frame the curve even when no evaluation ran mid-training.
             final_step = max((entry.get("step", 0) for entry in log_history), default=0)
             framed = [
@@ -256,12 +252,7 @@ def main(model_args, data_args, freeze_args, peft_args, quant_args, script_args,
                 training_args,
                 data,
             )
-    finish_run(run, results)
-    say(f"\nHeld-out results ({results['eval_samples']} reviews):\n{table}\n\nSaved to {run.final}")
-    if push and is_main_process():
-        publish(run.final, push)
-    wait_for_everyone()
-    return results
+    return close_run(run, results, push, f"\nHeld-out results ({results['eval_samples']} reviews):\n{table}\n")
 
 
 @exit_on_recipe_error
