@@ -8,7 +8,7 @@ OFFLINE ?= HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 ACCELERATE_CONFIG ?= accelerate_configs/cpu.yaml
 LAUNCH := $(OFFLINE) $(VENV)/bin/accelerate launch --config_file $(ACCELERATE_CONFIG)
 
-.PHONY: setup demo test bench gpu_check resume_trials push lint format pretrain_mlm transfer_study transfer_study_demo sft_sentiment sft_sentiment_full sft_sentiment_plain predict clm_pretrain clm_gpt2 clm_distilgpt2 generate dpo_bonus rlhf compress compress_full lora qlora peft_compare clean
+.PHONY: setup demo test bench gpu_check resume_trials push lint format pretrain_mlm transfer_study transfer_study_demo sft_sentiment sft_sentiment_full sft_sentiment_plain predict clm_pretrain clm_gpt2 clm_distilgpt2 generate dpo_bonus rlhf compress compress_full lora qlora llm_classifier peft_compare clean
 
 setup: $(VENV)/.installed
 
@@ -126,6 +126,10 @@ lora: setup
 
 qlora: setup
 	$(LAUNCH) recipes/qlora.py --config recipes/configs/qlora/demo.yaml --overwrite_output_dir $(ARGS)
+
+# SmolLM2-135M-Instruct as a sentiment classifier (a new head, LoRA on every linear layer) on the encoder's reviews.
+llm_classifier: setup
+	$(LAUNCH) recipes/lora.py --config recipes/configs/lora/smollm2_classifier.yaml --overwrite_output_dir $(ARGS)
 
 # Full fine-tuning vs LoRA, QLoRA, prompt tuning and IA3 on the same data: outputs/peft_comparison/comparison.md
 peft_compare: setup

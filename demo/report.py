@@ -379,8 +379,7 @@ def _clm_section(results: dict | None, stage_dir: str, name: str) -> list[str]:
             "judge": {"classifier": "sft_sentiment classifier", "tfidf": "TF-IDF (independent)"}[judge],
             "asked for": sentiment,
             "before": _percent(results[f"before_controllability_{judge}_{sentiment}"]),
-            "after (95% interval)": f"{_percent(results[key])} [{_percent(results[key + '_low'])}, "
-            f"{_percent(results[key + '_high'])}]",
+            "after (95% interval)": _share(results, key),
             "real reviews (ceiling)": _percent(results[f"ceiling_{judge}_{sentiment}"]),
         }
         for judge in ("classifier", "tfidf")
@@ -406,6 +405,15 @@ def _clm_section(results: dict | None, stage_dir: str, name: str) -> list[str]:
     ]
 
 
+def _share(results: dict, key: str) -> str:
+    """A judged share with its 95% interval where the run recorded one; '-' where the run has no such share."""
+    if key not in results:
+        return "-"
+    if f"{key}_low" not in results:
+        return _percent(results[key])
+    return f"{_percent(results[key])} [{_percent(results[key + '_low'])}, {_percent(results[key + '_high'])}]"
+
+
 def _preference_section(dpo: dict | None, rlhf: dict | None, names: dict) -> list[str]:
     if not (dpo or rlhf):
         return []
@@ -426,10 +434,8 @@ def _preference_section(dpo: dict | None, rlhf: dict | None, names: dict) -> lis
                 [
                     {
                         "policy": {"rl": "RL (GRPO)", "dpo": "DPO"}.get(name, name),
-                        "judged positive": _percent(rlhf[f"{name}_positive_share"]),
-                        "independent judge": _percent(rlhf[f"{name}_positive_share_independent"])
-                        if f"{name}_positive_share_independent" in rlhf
-                        else "-",
+                        "judged positive": _share(rlhf, f"{name}_positive_share"),
+                        "independent judge": _share(rlhf, f"{name}_positive_share_independent"),
                         "held-out perplexity": f"{rlhf[f'{name}_perplexity']:.1f}",
                         "distinct-2": f"{rlhf[f'{name}_distinct_2']:.3f}",
                         "KL to the start": f"{rlhf[f'{name}_kl_to_start']:.2f}",
@@ -448,8 +454,10 @@ def _preference_section(dpo: dict | None, rlhf: dict | None, names: dict) -> lis
         ]
     elif dpo:
         lines += [
-            f"DPO: judged positive {_percent(dpo['before_positive_share'])} -> {_percent(dpo['positive_share'])}, "
-            f"perplexity {dpo['before_perplexity']:.1f} -> {dpo['perplexity']:.1f}.",
+            f"DPO: judged positive {_share(dpo, 'before_positive_share')} -> {_share(dpo, 'positive_share')} "
+            f"(independent judge {_share(dpo, 'before_positive_share_independent')} -> "
+            f"{_share(dpo, 'positive_share_independent')}), perplexity {dpo['before_perplexity']:.1f} -> "
+            f"{dpo['perplexity']:.1f}.",
             "",
         ]
     return lines

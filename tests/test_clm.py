@@ -75,7 +75,7 @@ def test_cached_smollm2_folder_gives_the_gguf_models_logits():
 
 
 def test_concurrent_first_uses_convert_once_and_a_crash_leaves_no_folder(tmp_path, monkeypatch):
-    from recipe_utils import gguf_cache
+    from recipe_utils.models import gguf_cache
     from recipe_utils.models.loading import EMBEDDED_GGUF, SMOLLM2
 
     monkeypatch.setenv("RECIPES_CACHE", str(tmp_path))

@@ -109,7 +109,7 @@ def test_leakage_guard_removes_eval_split_texts_from_training(tmp_path, monkeypa
     for split, rows in splits.items():
         (tmp_path / f"{split}.jsonl").write_text("\n".join(json.dumps(row) for row in rows))
     # Local files hold one split each: serve each split from its own file, as a Hub dataset would.
-    from recipe_utils import data as data_module
+    from recipe_utils.data import reviews as data_module
 
     original = data_module.load_raw_dataset
     monkeypatch.setattr(

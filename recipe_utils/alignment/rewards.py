@@ -139,7 +139,7 @@ def train_reward_model(reward_args, training_args, train_pairs, eval_pairs, fold
     base_args = ModelArguments(model_name_or_path=reward_args.reward_base)
     tokenizer = load_tokenizer(base_args)
     tokenizer.eos_token = tokenizer.eos_token or tokenizer.sep_token
-    model = load_pretrained(AutoModelForSequenceClassification, base_args, num_labels=1)
+    model = load_pretrained(AutoModelForSequenceClassification, base_args, new_head=True, num_labels=1)
     scratch = tempfile.mkdtemp(prefix="reward_model_")
     config = RewardConfig(
         output_dir=scratch,

@@ -1,5 +1,6 @@
 """Resolving model names, loading classifiers, and freezing strategies."""
 
+import contextlib
 import json
 import os
 from types import SimpleNamespace
@@ -55,8 +56,9 @@ def resolve_model_path(name: str) -> str:
     return name
 
 
-def load_pretrained(auto_class, model_args, **kwargs):
-    """from_pretrained with the recipe's safety defaults (safetensors only, no remote code unless asked)."""
+def load_pretrained(auto_class, model_args, new_head: bool = False, **kwargs):
+    """from_pretrained with the recipe's safety defaults (safetensors only, no remote code unless asked).
+    `new_head`: the recipe attaches a new task head (a classifier's, a reward model's), which starts random."""
     path = resolve_model_path(model_args.model_name_or_path)
     dtype = model_args.dtype if model_args.dtype == "auto" else getattr(torch, model_args.dtype)
     kwargs.update(attention_dropout_override(model_args))
@@ -65,17 +67,50 @@ def load_pretrained(auto_class, model_args, **kwargs):
     if getattr(model_args, "random_init", False):
         return _randomly_initialised(auto_class, model_args, **kwargs)
     try:
-        return auto_class.from_pretrained(
-            path,
-            revision=model_args.model_revision,
-            trust_remote_code=model_args.trust_remote_code,
-            use_safetensors=True,
-            dtype=dtype,
-            **kwargs,
-        )
+        if not new_head:
+            return auto_class.from_pretrained(
+                path,
+                revision=model_args.model_revision,
+                trust_remote_code=model_args.trust_remote_code,
+                use_safetensors=True,
+                dtype=dtype,
+                **kwargs,
+            )
+        # A head the recipe asked for is new by design: transformers' load report (a table of its missing weights)
+        # says nothing the user did not ask for, so it is kept for weights missing outside the head.
+        with _transformers_logging_at_error():
+            model, info = auto_class.from_pretrained(
+                path,
+                revision=model_args.model_revision,
+                trust_remote_code=model_args.trust_remote_code,
+                use_safetensors=True,
+                dtype=dtype,
+                output_loading_info=True,
+                **kwargs,
+            )
     except OSError as err:
         first_line = str(err).strip().splitlines()[0]
         raise RecipeError(f"cannot load model '{model_args.model_name_or_path}': {first_line}") from None
+    prefix = getattr(model, "base_model_prefix", "")
+    unexpected = sorted(key for key in info["missing_keys"] if key.startswith(prefix + ".") and prefix)
+    if unexpected:
+        say(
+            f"warning: {len(unexpected)} weights of {model_args.model_name_or_path} were missing and start random: "
+            f"{', '.join(unexpected[:4])}{' ...' if len(unexpected) > 4 else ''}"
+        )
+    return model
+
+
+@contextlib.contextmanager
+def _transformers_logging_at_error():
+    from transformers.utils import logging as transformers_logging
+
+    level = transformers_logging.get_verbosity()
+    transformers_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        transformers_logging.set_verbosity(level)
 
 
 def _randomly_initialised(auto_class, model_args, quantization_config=None, **config_values):
@@ -147,6 +182,7 @@ def load_classifier(model_args, label_names: list[str], **kwargs):
     return load_pretrained(
         AutoModelForSequenceClassification,
         model_args,
+        new_head=True,
         num_labels=len(label_names),
         id2label=dict(enumerate(label_names)),
         label2id={name: index for index, name in enumerate(label_names)},
