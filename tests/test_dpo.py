@@ -413,3 +413,40 @@ def test_two_processes_over_a_finished_run_write_once_publish_once_and_log_to_tr
     (wandb_run,) = [run for run in results["tracker_runs"] if run["tracker"] == "wandb"]
     assert f"{wandb_run['project']}/{wandb_run['id']}" in report["card_text"] and "wandb sync" in report["card_text"]
     assert glob.glob(os.path.join(folder, "**", "events.out.tfevents.*"), recursive=True)
+
+
+def test_an_adapter_trained_on_a_merged_adapter_reloads_on_that_start(tiny_llama, tmp_path, monkeypatch):
+    """DPO's and RL's policies are LoRA adapters trained on the SFT adapter merged into its base; their
+    adapter_config names only the bare base, so load_policy must rebuild the merged start their run_config names."""
+    import json
+
+    import torch
+    from peft import LoraConfig, PeftModel, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from recipe_utils.alignment.policies import load_policy
+    from recipe_utils.core.args import ModelArguments
+
+    def lora(model, seed):
+        torch.manual_seed(seed)
+        return get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+
+    monkeypatch.chdir(tmp_path)
+    sft = lora(AutoModelForCausalLM.from_pretrained(tiny_llama), seed=1)
+    sft.save_pretrained("outputs/sft")
+    merged_sft = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_llama), "outputs/sft")
+    dpo = lora(merged_sft.merge_and_unload(), seed=2)
+    dpo.save_pretrained("outputs/dpo")
+    with open("outputs/dpo/run_config.json", "w") as handle:
+        json.dump({"model_name_or_path": "outputs/sft"}, handle)
+    expected = dpo.merge_and_unload().state_dict()["model.layers.0.self_attn.q_proj.weight"]
+    for folder in ("outputs/sft", "outputs/dpo"):  # the tokenizer is read from the folder too
+        save_tokenizer(tiny_llama, folder)
+    loaded, _ = load_policy(ModelArguments(model_name_or_path="outputs/dpo"))
+    assert torch.allclose(loaded.state_dict()["model.layers.0.self_attn.q_proj.weight"], expected, atol=1e-6)
+
+
+def save_tokenizer(source: str, folder: str) -> None:
+    from transformers import AutoTokenizer
+
+    AutoTokenizer.from_pretrained(source).save_pretrained(folder)

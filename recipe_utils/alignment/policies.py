@@ -27,17 +27,45 @@ class PolicyArguments(ModelConfig):
 
 
 def load_policy(model_args):
-    """The policy and its tokenizer; a folder holding an adapter is merged into its base first."""
+    """The policy and its tokenizer; a folder holding an adapter is merged into its base first. An adapter trained
+    on a start that was itself an adapter merged into its base (DPO's and RL's policies on the SFT model) goes on
+    that merged start, which its run_config.json names: its adapter_config only knows the bare base."""
     path = resolve_model_path(model_args.model_name_or_path)
     if os.path.isfile(os.path.join(path, "adapter_config.json")):
-        from peft import AutoPeftModelForCausalLM
+        from peft import AutoPeftModelForCausalLM, PeftModel
 
-        model = AutoPeftModelForCausalLM.from_pretrained(path).merge_and_unload()
+        start = adapter_start(path)
+        if start is not None:
+            base, _ = load_policy(type(model_args)(model_name_or_path=start))
+            model = PeftModel.from_pretrained(base, path).merge_and_unload()
+        else:
+            model = AutoPeftModelForCausalLM.from_pretrained(path).merge_and_unload()
     else:
         model = load_pretrained(AutoModelForCausalLM, model_args)
     tokenizer = load_tokenizer(model_args)
     pad_with_eos(model, tokenizer)
     return model, tokenizer
+
+
+def adapter_start(folder: str) -> str | None:
+    """The adapter folder a run in `folder` started from (its run_config.json's model_name_or_path), when that start
+    was itself an adapter; None otherwise, or when it is not on this machine (then said in one line)."""
+    import json
+
+    config_path = os.path.join(folder, "run_config.json")
+    if not os.path.isfile(config_path):
+        return None
+    with open(config_path, encoding="utf-8") as handle:
+        start = json.load(handle).get("model_name_or_path")
+    if not start or os.path.abspath(start) == os.path.abspath(folder):
+        return None
+    if os.path.isfile(os.path.join(start, "adapter_config.json")):
+        return start
+    if start.startswith(("outputs", ".", "/")) and not os.path.isdir(start):
+        from recipe_utils.core.distributed import say
+
+        say(f"note: {folder} was trained on {start}, which is not here; its adapter goes on the bare base")
+    return None
 
 
 def load_judge(pref_args, model_args, device="cpu"):
