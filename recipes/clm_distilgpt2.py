@@ -49,6 +49,7 @@ from recipe_utils.models.adapters import (
     PeftArguments,
     check_peft_options,
     describe_adapter,
+    folder_size_bytes,
     load_saved_model,
     quantization_config,
     quantized_weight_report,
@@ -163,12 +164,13 @@ def main(generator_args, scratch_args, data_args, gen_args, peft_args, clm_args,
     open_run_folder(run)
     train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     results.update(train_metrics(train_result.metrics))
-    results["saved_weights_bytes"] = save_trained(trainer, run)
+    save_trained(trainer, run)
     with main_process_writes() as writer:
         if writer and peft_args.merge_adapter:
             base, _ = build_model_and_tokenizer(model_args, scratch_args, None, quantized=False)
             merged = write_merged_model(base, run.staging, tokenizer)
             results["merged_dir"] = os.path.join(run.final, os.path.basename(merged))
+    results["saved_weights_bytes"] = folder_size_bytes(run.staging)  # the merged copy too, as before
 
     # Held-out figures are those of the saved model, reloaded as a user loads it, not of the model in memory.
     saved = load_saved_model(

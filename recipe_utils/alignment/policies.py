@@ -11,6 +11,7 @@ from trl import ModelConfig
 from recipe_utils.alignment.judges import sentiment_classifier_judge, share_with_interval
 from recipe_utils.alignment.preferences import sample_continuations
 from recipe_utils.core.args import LanguageModelingDataArguments
+from recipe_utils.core.outputs import read_json
 from recipe_utils.data.language_modeling import held_out_perplexity, pad_with_eos
 from recipe_utils.evaluation.generation_metrics import distinct_n, kl_to_reference, stock_phrase_share
 from recipe_utils.models.loading import load_pretrained, load_tokenizer, resolve_model_path
@@ -50,13 +51,7 @@ def load_policy(model_args):
 def adapter_start(folder: str) -> str | None:
     """The adapter folder a run in `folder` started from (its run_config.json's model_name_or_path), when that start
     was itself an adapter; None otherwise, or when it is not on this machine (then said in one line)."""
-    import json
-
-    config_path = os.path.join(folder, "run_config.json")
-    if not os.path.isfile(config_path):
-        return None
-    with open(config_path, encoding="utf-8") as handle:
-        start = json.load(handle).get("model_name_or_path")
+    start = (read_json(os.path.join(folder, "run_config.json")) or {}).get("model_name_or_path")
     if not start or os.path.abspath(start) == os.path.abspath(folder):
         return None
     if os.path.isfile(os.path.join(start, "adapter_config.json")):
@@ -133,13 +128,7 @@ def generator_report(model, reference, tokenizer, judges, prompts, blocks, gen_a
 
 def recorded_training_time(folder: str) -> float | None:
     """The training time a finished run recorded in its all_results.json (None when it has none)."""
-    import json
-
-    path = os.path.join(folder, "all_results.json")
-    if not os.path.isfile(path):
-        return None
-    with open(path, encoding="utf-8") as handle:
-        return json.load(handle).get("train_runtime")
+    return (read_json(os.path.join(folder, "all_results.json")) or {}).get("train_runtime")
 
 
 def comparison_row(name: str, row: dict) -> dict:
