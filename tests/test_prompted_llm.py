@@ -101,5 +101,9 @@ def test_prompted_predictions_give_each_variant_on_every_held_out_review(tiny_ll
         "llm_few_shot",
         "llm_few_shot_calibrated",
         "thresholds",
+        "reviews_per_second",
     }
-    assert all(len(predictions[name]) == 4 for name in predictions if name != "thresholds")
+    speed = predictions.pop("reviews_per_second")
+    assert set(speed) == {"llm_zero_shot", "llm_few_shot"} and min(speed.values()) > 0
+    predictions.pop("thresholds")
+    assert all(len(predictions[name]) == 4 for name in predictions)

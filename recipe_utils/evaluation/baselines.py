@@ -82,6 +82,8 @@ def baseline_results(
 
         prompted = prompted_predictions(prompted_args, data, seed, device)
         results.update({f"baseline_{name}_threshold": value for name, value in prompted.pop("thresholds").items()})
+        speed = prompted.pop("reviews_per_second")
+        results.update({f"baseline_{name}_reviews_per_second": value for name, value in speed.items()})
         candidates.update(prompted)
     for name, predictions in candidates.items():
         metrics = classification_metrics(eval_labels, predictions, num_labels)

@@ -10,6 +10,7 @@ reused for every batch: few-shot costs about what zero-shot costs.
 """
 
 import copy
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -135,7 +136,8 @@ def fit_threshold(calibration_texts, positive_probability, labels, held_out_text
 
 def prompted_predictions(args, data, seed: int, device) -> dict[str, np.ndarray]:
     """Predictions on the held-out reviews of the prompted LLM, zero-shot and few-shot, each raw and calibrated
-    (threshold fitted on training reviews), with the thresholds under "thresholds"."""
+    (threshold fitted on training reviews), with the thresholds under "thresholds" and the held-out reviews scored
+    per second (the cost of an answer) under "reviews_per_second"."""
     from transformers import AutoModelForCausalLM
 
     from recipe_utils.core.args import ModelArguments
@@ -167,7 +169,7 @@ def prompted_predictions(args, data, seed: int, device) -> dict[str, np.ndarray]
     calibration = [train_texts[i] for i in order]
     calibration_labels = [train_labels[i] for i in order]
     held_out = list(data.eval["text"])
-    predictions, thresholds = {}, {}
+    predictions, thresholds, speed = {}, {}, {}
     for name, turns in (("llm_zero_shot", []), ("llm_few_shot", shots)):
 
         def positive(texts, turns=turns):
@@ -182,8 +184,10 @@ def prompted_predictions(args, data, seed: int, device) -> dict[str, np.ndarray]
             )
             return probabilities[:, 1]
 
+        start = time.perf_counter()
         held_out_p = positive(held_out)
+        speed[name] = len(held_out) / (time.perf_counter() - start)
         predictions[name] = (held_out_p > 0.5).astype(int)
         thresholds[name] = fit_threshold(calibration, positive(calibration), calibration_labels, held_out)
         predictions[f"{name}_calibrated"] = (held_out_p > thresholds[name]).astype(int)
-    return {**predictions, "thresholds": thresholds}
+    return {**predictions, "thresholds": thresholds, "reviews_per_second": speed}
