@@ -8,7 +8,7 @@ OFFLINE ?= HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 ACCELERATE_CONFIG ?= accelerate_configs/cpu.yaml
 LAUNCH := $(OFFLINE) $(VENV)/bin/accelerate launch --config_file $(ACCELERATE_CONFIG)
 
-.PHONY: setup demo test bench gpu_check resume_trials push lint format pretrain_mlm transfer_study transfer_study_demo sft_sentiment sft_sentiment_full sft_sentiment_plain predict clm_pretrain clm_gpt2 clm_distilgpt2 generate dpo_bonus rlhf compress compress_full lora qlora llm_classifier peft_compare clean
+.PHONY: setup demo test bench gpu_check resume_trials push lint format pretrain_mlm transfer_study transfer_study_demo sft_sentiment sft_sentiment_full sft_sentiment_plain predict clm_pretrain clm_gpt2 clm_distilgpt2 generate dpo_bonus rlhf compress compress_full lora qlora llm_classifier encoder_or_llm peft_compare clean
 
 setup: $(VENV)/.installed
 
@@ -131,9 +131,15 @@ qlora: setup
 llm_classifier: setup
 	$(LAUNCH) recipes/lora.py --config recipes/configs/lora/smollm2_classifier.yaml --overwrite_output_dir $(ARGS)
 
-# Full fine-tuning vs LoRA, QLoRA, prompt tuning and IA3 on the same data: outputs/peft_comparison/comparison.md
+# Full fine-tuning vs LoRA, QLoRA, prompt tuning, IA3 and SmolLM2 with LoRA on the same data, each against full
+# fine-tuning on the same held-out reviews: outputs/peft_comparison/comparison.md
 peft_compare: setup
 	$(OFFLINE) $(PY) recipes/compare_peft.py $(ARGS)
+
+# MiniLM or SmolLM2 (each with LoRA) at 100, 400 and 1,600 labels, paired on the same held-out reviews, with the
+# cost of each answer: outputs/encoder_or_llm/comparison.md (the SmolLM2 cells take hours on a 2-core CPU)
+encoder_or_llm: setup
+	$(OFFLINE) $(PY) recipes/encoder_or_llm.py $(ARGS)
 
 # Generate from a trained causal LM: make generate PROMPT="a negative review of a horror film" (no PROMPT: an
 # interactive prompt loop, answers streamed). A chat model answers the prompt; a plain LM (GEN_MODEL=outputs/clm_gpt2)

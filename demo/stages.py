@@ -160,6 +160,19 @@ STAGES = (
         holds=lambda r: r["quantized_share_of_fp32"] <= 0.15 and r["eval_accuracy"] >= r["baseline_tfidf_accuracy"],
     ),
     Stage(
+        "llm_classifier",
+        "seed 001: the instruct LLM (SmolLM2-135M-Instruct) as a classifier: prompted, and tuned (LoRA, a new head) "
+        "on lora's reviews",
+        "outputs/llm_classifier",
+        (_config("lora", "smollm2_classifier.yaml"),),
+        lambda r: (
+            f"accuracy {r['eval_accuracy']:.3f} (tuned TF-IDF {r['baseline_tfidf_tuned_accuracy']:.3f}), "
+            f"{r['eval_reviews_per_second']:.1f} reviews/s"
+        ),
+        target="accuracy >= tuned TF-IDF on the same reviews",
+        holds=lambda r: r["eval_accuracy"] >= r["baseline_tfidf_tuned_accuracy"],
+    ),
+    Stage(
         "rlhf",
         "seed 004: a reward model, then online RL (GRPO) on the same SFT review writer",
         "outputs/rlhf",

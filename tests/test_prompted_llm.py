@@ -94,16 +94,11 @@ def test_prompted_predictions_give_each_variant_on_every_held_out_review(tiny_ll
     args = PromptedLLMArguments(
         prompted_llm=tiny_llama, prompted_llm_shots=2, prompted_llm_calibration_reviews=8, prompted_llm_review_tokens=16
     )
-    predictions = prompted_predictions(args, data, seed=0, device="cpu")
-    assert set(predictions) == {
-        "llm_zero_shot",
-        "llm_zero_shot_calibrated",
-        "llm_few_shot",
-        "llm_few_shot_calibrated",
-        "thresholds",
-        "reviews_per_second",
-    }
-    speed = predictions.pop("reviews_per_second")
-    assert set(speed) == {"llm_zero_shot", "llm_few_shot"} and min(speed.values()) > 0
-    predictions.pop("thresholds")
+    predictions, facts = prompted_predictions(args, data, seed=0, device="cpu")
+    variants = {"llm_zero_shot", "llm_zero_shot_calibrated", "llm_few_shot", "llm_few_shot_calibrated"}
+    assert set(predictions) == variants
     assert all(len(predictions[name]) == 4 for name in predictions)
+    assert all(facts[f"{name}_reviews_per_second"] > 0 for name in variants)
+    # Labels each answer used: none, the shots, and the calibration reviews on top.
+    assert [facts[f"{name}_labels_used"] for name in sorted(variants)] == [2, 10, 0, 8]
+    assert 0.0 <= facts["llm_zero_shot_calibrated_threshold"] <= 1.0

@@ -3,6 +3,7 @@
 import json
 import os
 
+import numpy as np
 import pytest
 
 from tests.conftest import (
@@ -194,3 +195,59 @@ def test_demo_report_holds_the_run_figures_with_paired_tests_and_links_that_reso
     assert "training_curves.png" in text and "1 min 01 s" in text
     rerun = write_report([stage], {"sft_sentiment": {"seconds": 61.0, "machine": "test CPU"}}, outputs)
     assert open(rerun.path, encoding="utf-8").read() == text, "the same run gave a different report"
+
+
+def test_demo_report_sets_the_llm_beside_the_encoder_on_the_same_reviews(trained_run, tiny_llama, tmp_path):
+    """REPORT.md's "Encoder or LLM?" from real runs: a tiny LLM classifier (LoRA on the random tiny Llama, the
+    same model prompted as its baselines) on the encoder's held-out reviews. Each prompted row's accuracy is the
+    LLM run's, its paired difference the per-review answers' of the two runs; the sentiment section shows the
+    prompted rows too."""
+    from demo.report import write_report
+    from demo.tour import STAGES
+    from recipe_utils.evaluation.predictions import read_predictions
+
+    output_dir, results, _ = trained_run
+    llm_dir = str(tmp_path / "llm_classifier")
+    llm_run = run_in_process(
+        "recipes/lora.py",
+        "--config",
+        "recipes/configs/lora/smollm2_classifier.yaml",
+        *TINY,
+        "--model_name_or_path",
+        tiny_llama,
+        "--prompted_llm",
+        tiny_llama,
+        "--prompted_llm_calibration_reviews",
+        "40",
+        "--learning_rate",
+        "5e-3",
+        "--output_dir",
+        llm_dir,
+    )
+    llm_results = results_of(llm_run, llm_dir)
+    stages = {stage.name: stage for stage in STAGES}
+    chosen = [
+        type(stage)(stage.name, stage.summary, folder, stage.configs, stage.headline)
+        for stage, folder in ((stages["sft_sentiment"], output_dir), (stages["llm_classifier"], llm_dir))
+    ]
+    report = write_report(chosen, {}, str(tmp_path))
+    text = open(report.path, encoding="utf-8").read()
+    section = text.split("## Encoder or LLM?")[1].split("\n## ")[0]
+    rows = {line.split("|")[1].strip(): line.split("|")[2:-1] for line in section.splitlines() if line.startswith("| ")}
+
+    encoder = read_predictions(output_dir)
+    llm = read_predictions(llm_dir)
+    assert [row["text"] for row in encoder] == [row["text"] for row in llm]
+    encoder_right = np.array([row["prediction"] == row["label"] for row in encoder])
+    for name, key in (
+        ("SmolLM2 prompted, zero-shot", "baseline_llm_zero_shot"),
+        ("SmolLM2 prompted, few-shot, calibrated", "baseline_llm_few_shot_calibrated"),
+    ):
+        assert float(rows[name][1]) == round(llm_results[f"{key}_accuracy"], 4)
+        right = np.array([row[key] == row["label"] for row in llm])
+        difference = 100 * (right.mean() - encoder_right.mean())
+        assert rows[name][4].strip().startswith(f"{difference:+.1f} ("), (name, rows[name][4])
+        assert name in text.split("## Encoder or LLM?")[0], f"the sentiment section lacks {name}"
+    llm_row = next(cells for label, cells in rows.items() if label.startswith("SmolLM2 + LoRA"))
+    assert float(llm_row[1]) == round(llm_results["eval_accuracy"], 4)
+    assert "tuned TF-IDF baseline" in section and "zero-shot" in section

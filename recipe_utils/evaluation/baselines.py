@@ -80,10 +80,8 @@ def baseline_results(
     if prompted_args is not None and prompted_args.prompted_llm:
         from recipe_utils.evaluation.prompted_llm import prompted_predictions
 
-        prompted = prompted_predictions(prompted_args, data, seed, device)
-        results.update({f"baseline_{name}_threshold": value for name, value in prompted.pop("thresholds").items()})
-        speed = prompted.pop("reviews_per_second")
-        results.update({f"baseline_{name}_reviews_per_second": value for name, value in speed.items()})
+        prompted, facts = prompted_predictions(prompted_args, data, seed, device)
+        results.update({f"baseline_{key}": value for key, value in facts.items()})
         candidates.update(prompted)
     for name, predictions in candidates.items():
         metrics = classification_metrics(eval_labels, predictions, num_labels)

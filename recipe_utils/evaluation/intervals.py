@@ -55,3 +55,16 @@ def seeds_and_reviews_interval(values, seed: int, level: float = 0.95) -> tuple[
     means = np.take_along_axis(run_means, run_draws, axis=1).mean(axis=1)
     tail = (1 - level) / 2
     return float(np.quantile(means, tail)), float(np.quantile(means, 1 - tail))
+
+
+def paired_comparison(correct, reference, seed: int) -> dict:
+    """A classifier against a reference on the same reviews: the accuracy difference in points, its 95% paired
+    interval, McNemar's p and the verdict the interval allows ("better", "worse", "no difference shown")."""
+    correct, reference = np.asarray(correct, dtype=bool), np.asarray(reference, dtype=bool)
+    low, high = paired_difference_interval(correct, reference, seed)
+    return {
+        "difference_points": 100 * float(correct.mean() - reference.mean()),
+        "difference_95": (100 * low, 100 * high),
+        "mcnemar_p": mcnemar_p_value(correct, reference),
+        "verdict": "better" if low > 0 else "worse" if high < 0 else "no difference shown",
+    }

@@ -134,10 +134,10 @@ def fit_threshold(calibration_texts, positive_probability, labels, held_out_text
     return float(candidates[int(np.argmax(accuracy))])
 
 
-def prompted_predictions(args, data, seed: int, device) -> dict[str, np.ndarray]:
+def prompted_predictions(args, data, seed: int, device) -> tuple[dict[str, np.ndarray], dict]:
     """Predictions on the held-out reviews of the prompted LLM, zero-shot and few-shot, each raw and calibrated
-    (threshold fitted on training reviews), with the thresholds under "thresholds" and the held-out reviews scored
-    per second (the cost of an answer) under "reviews_per_second"."""
+    (threshold fitted on training reviews), and facts about each: its threshold, the held-out reviews it scored
+    per second (the cost of an answer) and the labelled reviews it used (shots and calibration reviews)."""
     from transformers import AutoModelForCausalLM
 
     from recipe_utils.core.args import ModelArguments
@@ -169,7 +169,7 @@ def prompted_predictions(args, data, seed: int, device) -> dict[str, np.ndarray]
     calibration = [train_texts[i] for i in order]
     calibration_labels = [train_labels[i] for i in order]
     held_out = list(data.eval["text"])
-    predictions, thresholds, speed = {}, {}, {}
+    predictions, facts = {}, {}
     for name, turns in (("llm_zero_shot", []), ("llm_few_shot", shots)):
 
         def positive(texts, turns=turns):
@@ -186,8 +186,14 @@ def prompted_predictions(args, data, seed: int, device) -> dict[str, np.ndarray]
 
         start = time.perf_counter()
         held_out_p = positive(held_out)
-        speed[name] = len(held_out) / (time.perf_counter() - start)
+        speed = len(held_out) / (time.perf_counter() - start)
+        threshold = fit_threshold(calibration, positive(calibration), calibration_labels, held_out)
+        calibrated = f"{name}_calibrated"
         predictions[name] = (held_out_p > 0.5).astype(int)
-        thresholds[name] = fit_threshold(calibration, positive(calibration), calibration_labels, held_out)
-        predictions[f"{name}_calibrated"] = (held_out_p > thresholds[name]).astype(int)
-    return {**predictions, "thresholds": thresholds, "reviews_per_second": speed}
+        predictions[calibrated] = (held_out_p > threshold).astype(int)
+        facts[f"{calibrated}_threshold"] = threshold
+        for variant in (name, calibrated):
+            facts[f"{variant}_reviews_per_second"] = speed
+        facts[f"{name}_labels_used"] = len(turns) // 2
+        facts[f"{calibrated}_labels_used"] = len(turns) // 2 + len(calibration)
+    return predictions, facts

@@ -32,12 +32,13 @@ def comparison_rows(results: dict, metrics=("accuracy", "f1", "f1_macro")) -> li
 
 
 def markdown_table(rows: list[dict]) -> str:
-    columns = list(rows[0])
+    """Rows as a markdown table; its columns are every key in the order first met, "-" where a row has none."""
+    columns = list(dict.fromkeys(key for row in rows for key in row))
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for row in rows:
         cells = [
             f"{value:.4f}" if isinstance(value, float) else ("-" if value is None else str(value))
-            for value in row.values()
+            for value in (row.get(column) for column in columns)
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
