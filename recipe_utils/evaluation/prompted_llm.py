@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
-from recipe_utils.core.distributed import gather_rows, shard
+from recipe_utils.core.distributed import gather_rows, is_main_process, shard
 from recipe_utils.core.errors import RecipeError
 
 QUESTION = "Is this movie review positive or negative? Answer with one word.\n\nReview: {review}"
@@ -90,7 +91,9 @@ def prompt_around(tokenizer, shots: list[dict]) -> tuple[str, str]:
 
 
 @torch.inference_mode()
-def label_probabilities(model, tokenizer, texts, label_ids, shots, review_tokens: int, batch_size: int) -> np.ndarray:
+def label_probabilities(
+    model, tokenizer, texts, label_ids, shots, review_tokens: int, batch_size: int, desc: str = "Prompted LLM"
+) -> np.ndarray:
     """P(each label word | the prompt), renormalised over the label words, one row per review. The prompt's shared
     start is run once and its cache reused; batches go to the model's device, probabilities come back to the CPU;
     processes share the batches out and gather."""
@@ -103,7 +106,8 @@ def label_probabilities(model, tokenizer, texts, label_ids, shots, review_tokens
     rows = [tokenizer.encode(text, add_special_tokens=False)[:review_tokens] + tail for text in texts]
     starts = range(0, len(rows), batch_size)
     scored = []
-    for index in shard(len(starts)):
+    # A progress bar: a 135M LLM reads 1,000 reviews in minutes on a CPU.
+    for index in tqdm(shard(len(starts)), desc=desc, disable=len(starts) < 2 or not is_main_process()):
         chunk = rows[starts[index] : starts[index] + batch_size]
         lengths = torch.tensor([len(ids) for ids in chunk])
         ids = torch.full((len(chunk), int(lengths.max())), tokenizer.pad_token_id or 0)
@@ -172,7 +176,7 @@ def prompted_predictions(args, data, seed: int, device) -> tuple[dict[str, np.nd
     predictions, facts = {}, {}
     for name, turns in (("llm_zero_shot", []), ("llm_few_shot", shots)):
 
-        def positive(texts, turns=turns):
+        def positive(texts, desc, turns=turns):
             probabilities = label_probabilities(
                 model,
                 tokenizer,
@@ -181,13 +185,15 @@ def prompted_predictions(args, data, seed: int, device) -> tuple[dict[str, np.nd
                 turns,
                 args.prompted_llm_review_tokens,
                 args.prompted_llm_batch_size,
+                desc,
             )
             return probabilities[:, 1]
 
         start = time.perf_counter()
-        held_out_p = positive(held_out)
+        held_out_p = positive(held_out, f"{name}: held-out reviews")
         speed = len(held_out) / (time.perf_counter() - start)
-        threshold = fit_threshold(calibration, positive(calibration), calibration_labels, held_out)
+        calibration_p = positive(calibration, f"{name}: calibration reviews")
+        threshold = fit_threshold(calibration, calibration_p, calibration_labels, held_out)
         calibrated = f"{name}_calibrated"
         predictions[name] = (held_out_p > 0.5).astype(int)
         predictions[calibrated] = (held_out_p > threshold).astype(int)
