@@ -71,6 +71,8 @@ def test_a_tiny_lora_llm_classifier_learns_well_above_chance(tiny_llama, tmp_pat
     assert results["eval_accuracy"] >= 0.8, results["eval_accuracy"]
     assert results["eval_reviews_per_second"] > 0
     assert {"baseline_llm_zero_shot_accuracy", "baseline_llm_few_shot_calibrated_accuracy"} <= set(results)
+    card = open(os.path.join(output_dir, "README.md"), encoding="utf-8").read()
+    assert "| llm few shot calibrated |" in card and "threshold fitted on 40 training reviews" in card
     if script.endswith("qlora.py"):
         assert results["quantized_share_of_fp32"] < 0.5
 
