@@ -445,6 +445,18 @@ def test_an_adapter_trained_on_a_merged_adapter_reloads_on_that_start(tiny_llama
     loaded, _ = load_policy(ModelArguments(model_name_or_path="outputs/dpo"))
     assert torch.allclose(loaded.state_dict()["model.layers.0.self_attn.q_proj.weight"], expected, atol=1e-6)
 
+    # The card's loading code, as a Hub user runs it, gives the same policy.
+    from transformers import pipeline
+
+    from recipe_utils.publishing.cards import policy_usage
+
+    words, code = policy_usage("outputs/dpo", "outputs/sft", "LoRA r=4")
+    assert "merged into its base" in words
+    scope = {"pipeline": pipeline}
+    exec(code, scope)
+    policy = scope["generator"].model.merge_and_unload()
+    assert torch.allclose(policy.state_dict()["model.layers.0.self_attn.q_proj.weight"], expected, atol=1e-6)
+
 
 def save_tokenizer(source: str, folder: str) -> None:
     from transformers import AutoTokenizer

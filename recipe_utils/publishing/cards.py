@@ -8,6 +8,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from recipe_utils import REPO_ROOT
 from recipe_utils.compression.weights import describe_step
+from recipe_utils.core.outputs import read_json
 from recipe_utils.data.reviews import describe_dataset, hub_dataset_id
 from recipe_utils.models.adapters import describe_adapter, quantization_config
 from recipe_utils.models.loading import SMOLLM2, hub_model_id
@@ -284,6 +285,37 @@ def write_clm_card(
     )
 
 
+def policy_usage(usage_id: str, start: str, adapter: str | None) -> tuple[str, str]:
+    """How to load a DPO or RL policy, in words and in Python. A policy adapter trained on an SFT adapter's merged
+    model goes on that merged model: peft alone would put it on the bare base its adapter_config names."""
+    sft_config = read_json(os.path.join(start, "adapter_config.json")) if adapter else None
+    if not adapter:
+        words = "The whole model was trained; the reference model was a frozen copy of the starting model."
+        return words, f'generator = pipeline("text-generation", model="{usage_id}")'
+    if sft_config is None:
+        words = (
+            f"This repository holds a PEFT adapter ({adapter}); during training the reference model was the same "
+            "network with the adapter disabled. Load it with "
+            f'`AutoPeftModelForCausalLM.from_pretrained("{usage_id}")` from peft.'
+        )
+        return words, f'generator = pipeline("text-generation", model="{usage_id}")'
+    base = hub_model_id(sft_config["base_model_name_or_path"])
+    sft = (read_json(os.path.join(start, "run_config.json")) or {}).get("hub_model_id") or start
+    words = (
+        f"This repository holds a PEFT adapter ({adapter}) trained on the SFT model `{sft}` merged into its base "
+        f"`{base}`; during training the reference model was that merged model (the adapter disabled). Load it on the "
+        "merged model, as below: loaded on its own, peft would put it on the bare base."
+    )
+    code = (
+        "from peft import PeftModel\n"
+        "from transformers import AutoModelForCausalLM, AutoTokenizer\n\n"
+        f'sft = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained("{base}"), "{sft}").merge_and_unload()\n'
+        f'policy = PeftModel.from_pretrained(sft, "{usage_id}")\n'
+        f'generator = pipeline("text-generation", model=policy, tokenizer=AutoTokenizer.from_pretrained("{usage_id}"))'
+    )
+    return words, code
+
+
 def write_dpo_card(run, results, samples_before, samples_after, model_args, pref_args, peft_args, training_args):
 
     start = model_args.model_name_or_path
@@ -321,7 +353,7 @@ def write_dpo_card(run, results, samples_before, samples_after, model_args, pref
         epochs=training_args.num_train_epochs,
         seed=training_args.seed,
         samples=before_after_samples(samples_before, samples_after),
-        usage_id=training_args.hub_model_id or run.final,
+        usage=policy_usage(training_args.hub_model_id or run.final, start, adapter),
         tracker_runs=results["tracker_runs"],
     )
 
@@ -367,7 +399,7 @@ def write_rlhf_card(
         learning_rate=training_args.learning_rate,
         seed=training_args.seed,
         samples=before_after_samples(samples_before, samples_after),
-        usage_id=training_args.hub_model_id or run.final,
+        usage=policy_usage(training_args.hub_model_id or run.final, start, adapter),
         tracker_runs=results["tracker_runs"],
     )
 
