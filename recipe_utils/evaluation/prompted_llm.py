@@ -101,7 +101,8 @@ def label_probabilities(
     device = next(model.parameters()).device
     before, after = prompt_around(tokenizer, shots)
     head = torch.tensor([tokenizer.encode(before, add_special_tokens=False)], device=device)
-    cache = model(input_ids=head, use_cache=True).past_key_values
+    decoder = model.get_decoder()
+    cache = decoder(input_ids=head, use_cache=True).past_key_values
     tail = tokenizer.encode(after, add_special_tokens=False)
     rows = [tokenizer.encode(text, add_special_tokens=False)[:review_tokens] + tail for text in texts]
     starts = range(0, len(rows), batch_size)
@@ -119,8 +120,11 @@ def label_probabilities(
         mask = torch.cat([torch.ones(len(chunk), head.shape[1], dtype=torch.long), real], dim=1)
         past = copy.deepcopy(cache)
         past.batch_repeat_interleave(len(chunk))
-        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device), past_key_values=past).logits
-        last = logits[torch.arange(len(chunk), device=device), (lengths - 1).to(device)][:, label_ids].float()
+        # The decoder's hidden states, and the LM head on each row's last one only: the vocabulary projection of
+        # every position would cost a fifth of the pass.
+        hidden = decoder(input_ids=ids.to(device), attention_mask=mask.to(device), past_key_values=past)
+        last_hidden = hidden.last_hidden_state[torch.arange(len(chunk), device=device), (lengths - 1).to(device)]
+        last = model.get_output_embeddings()(last_hidden)[:, label_ids].float()
         scored.append(torch.softmax(last, dim=-1).cpu().numpy())
     return np.concatenate(gather_rows(scored, len(starts))) if len(starts) else np.zeros((0, len(label_ids)))
 
