@@ -45,10 +45,10 @@ def _config(recipe: str, name: str = "demo.yaml") -> str:
     return os.path.join("recipes", "configs", recipe, name)
 
 
-# In the order they start in, two lanes that end together (one-thread times on the AVX512-BF16 EPYC:
-# docs/results.md, "The guided tour"): the classifier, then the MLM pretraining and the transfer study built on it,
-# beside the generator and DPO; then compression of the classifier and LoRA; QLoRA and RL (as long as each other)
-# last, RL once DPO, whose policy it is compared with, is done.
+# In the order they start in, two lanes: the classifier, then the MLM pretraining and the transfer study built on
+# it, beside the generator and DPO (which wait for the classifier, their judge); then compression of the
+# classifier, LoRA, QLoRA and the LLM classifier, which nothing waits for; RL last, once DPO, whose policy it is
+# compared with, is done.
 STAGES = (
     Stage(
         "sft_sentiment",
