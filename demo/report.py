@@ -376,21 +376,33 @@ def _encoder_or_llm_section(classifiers: dict[str, tuple[dict, ClassifierAnswers
 
 
 def _calibration_note(results: dict, answers: ClassifierAnswers) -> str:
-    raw, calibrated = "baseline_llm_zero_shot", "baseline_llm_zero_shot_calibrated"
-    gain = 100 * (results[f"{calibrated}_accuracy"] - results[f"{raw}_accuracy"])
-    positive_share = float(np.mean(answers.others[raw] == 1))
-    text = (
-        f'Prompted zero-shot, SmolLM2 answers "positive" to {_percent(positive_share)} of the held-out reviews; '
-        f"a threshold of {results[f'{calibrated}_threshold']:.3f} on P(positive), fitted on "
-        f"{results[f'{calibrated}_labels_used']:,} training reviews, moves its accuracy {gain:+.1f} points "
-    )
-    if gain >= 10:
-        return text + "(the issue's line: at least +10)."
-    return text + (
-        "(short of the +10 the issue asks): calibration only moves the decision boundary, so it gains no more "
-        "than the prompted probabilities separate the two classes; a 135M instruct model's P(positive) ranks "
-        "reviews only a little better than chance."
-    )
+    """What calibration did to each prompted answer, and why zero-shot gains what it gains."""
+    parts = []
+    for name, shots in (("baseline_llm_zero_shot", "zero-shot"), ("baseline_llm_few_shot", "few-shot")):
+        calibrated = f"{name}_calibrated"
+        if calibrated not in answers.others:
+            continue
+        gain = 100 * (results[f"{calibrated}_accuracy"] - results[f"{name}_accuracy"])
+        parts.append(
+            f'{shots}, SmolLM2 answers "positive" to {_percent(float(np.mean(answers.others[name] == 1)))} of the '
+            f"held-out reviews raw and {_percent(float(np.mean(answers.others[calibrated] == 1)))} calibrated (a "
+            f"threshold of {results[f'{calibrated}_threshold']:.3f} on P(positive), fitted on "
+            f"{results[f'{calibrated}_labels_used']:,} labelled training reviews): {gain:+.1f} points"
+        )
+    raw, calibrated = results["baseline_llm_zero_shot_accuracy"], results["baseline_llm_zero_shot_calibrated_accuracy"]
+    ceiling = results["baseline_llm_zero_shot_calibrated_ceiling_accuracy"]
+    if calibrated - raw >= 0.10:
+        verdict = "Zero-shot calibration reaches its target of +10 points."
+    else:
+        verdict = (
+            f"Zero-shot calibration falls short of its target of +10 points, and no threshold could reach it: the "
+            f"best one, chosen on the held-out reviews themselves (a bound, not a result), gives {ceiling:.3f}, "
+            f"{100 * (ceiling - raw):+.1f} points over the raw answer. Read from the label words' probabilities "
+            "rather than parsed from free text, the raw answer has little prior left to undo; what limits it is how "
+            "well P(positive) separates the classes, which a threshold does not change. Calibration pays where the "
+            "prompt tilts the answer, as the shots do."
+        )
+    return "Calibration: " + "; ".join(parts) + ". " + verdict
 
 
 def _llm_lora_note(llm: tuple[dict, ClassifierAnswers], lora: tuple[dict, ClassifierAnswers] | None) -> str:

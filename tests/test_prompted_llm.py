@@ -102,3 +102,8 @@ def test_prompted_predictions_give_each_variant_on_every_held_out_review(tiny_ll
     # Labels each answer used: none, the shots, and the calibration reviews on top.
     assert [facts[f"{name}_labels_used"] for name in sorted(variants)] == [2, 10, 0, 8]
     assert 0.0 <= facts["llm_zero_shot_calibrated_threshold"] <= 1.0
+    # The ceiling (the best threshold on the held-out reviews themselves) is at least every thresholded answer.
+    for name in ("llm_zero_shot", "llm_few_shot"):
+        for variant in (name, f"{name}_calibrated"):
+            accuracy = np.mean(predictions[variant] == np.array([1, 0, 1, 0]))
+            assert facts[f"{name}_calibrated_ceiling_accuracy"] >= accuracy

@@ -129,16 +129,22 @@ def label_probabilities(
     return np.concatenate(gather_rows(scored, len(starts))) if len(starts) else np.zeros((0, len(label_ids)))
 
 
+def threshold_accuracies(positive_probability, labels) -> tuple[np.ndarray, np.ndarray]:
+    """Every threshold on P(positive) that changes a decision (midpoints of the sorted values, and the two ends),
+    with the accuracy each gives."""
+    values = np.sort(np.unique(positive_probability))
+    candidates = np.concatenate([[0.0], (values[1:] + values[:-1]) / 2, [1.0]]) if len(values) > 1 else np.array([0.5])
+    labels = np.asarray(labels)
+    return candidates, np.array([np.mean((positive_probability > t).astype(int) == labels) for t in candidates])
+
+
 def fit_threshold(calibration_texts, positive_probability, labels, held_out_texts) -> float:
     """The threshold on P(positive) with the best accuracy on calibration reviews, which must all come from the
     training side: a held-out review among them would tune the classifier on the reviews that score it."""
     leaked = set(calibration_texts) & set(held_out_texts)
     if leaked:
         raise RecipeError(f"{len(leaked)} calibration review(s) are held-out reviews; calibrate on training reviews")
-    values = np.sort(np.unique(positive_probability))
-    candidates = np.concatenate([[0.0], (values[1:] + values[:-1]) / 2, [1.0]]) if len(values) > 1 else [0.5]
-    labels = np.asarray(labels)
-    accuracy = [np.mean((positive_probability > t).astype(int) == labels) for t in candidates]
+    candidates, accuracy = threshold_accuracies(positive_probability, labels)
     return float(candidates[int(np.argmax(accuracy))])
 
 
@@ -202,6 +208,9 @@ def prompted_predictions(args, data, seed: int, device) -> tuple[dict[str, np.nd
         predictions[name] = (held_out_p > 0.5).astype(int)
         predictions[calibrated] = (held_out_p > threshold).astype(int)
         facts[f"{calibrated}_threshold"] = threshold
+        # Not a result (it reads the held-out labels): the most any threshold could give, which says whether a
+        # short calibration gain is the calibration's fault or the probabilities'.
+        facts[f"{calibrated}_ceiling_accuracy"] = float(threshold_accuracies(held_out_p, data.eval["label"])[1].max())
         for variant in (name, calibrated):
             facts[f"{variant}_reviews_per_second"] = speed
         facts[f"{name}_labels_used"] = len(turns) // 2
