@@ -411,7 +411,10 @@ def _llm_lora_note(llm: tuple[dict, ClassifierAnswers], lora: tuple[dict, Classi
         f"SmolLM2 + LoRA on {results['train_samples']:,} reviews scores {results['eval_accuracy']:.3f}, "
         f"{tfidf['difference_points']:+.1f} points ({tfidf['difference_95']}) against the tuned TF-IDF baseline on "
         f"the same reviews ({results['baseline_tfidf_tuned_accuracy']:.3f}): "
-        + ("at least its level." if tfidf["difference_points"] >= 0 else "below it.")
+        + {
+            "better": "above it, the interval clear of zero.",
+            "worse": "below it, the interval clear of zero.",
+        }.get(tfidf["verdict"], "level with it within the interval.")
     )
     if lora is None:
         return text
