@@ -386,8 +386,8 @@ def _calibration_note(results: dict, answers: ClassifierAnswers) -> str:
         parts.append(
             f'{shots}, SmolLM2 answers "positive" to {_percent(float(np.mean(answers.others[name] == 1)))} of the '
             f"held-out reviews raw and {_percent(float(np.mean(answers.others[calibrated] == 1)))} calibrated (a "
-            f"threshold of {results[f'{calibrated}_threshold']:.3f} on P(positive), fitted on "
-            f"{results[f'{calibrated}_labels_used']:,} labelled training reviews): {gain:+.1f} points"
+            f"threshold of {results[f'{calibrated}_threshold']:.3f} on P(positive) fitted on training reviews; "
+            f"{results[f'{calibrated}_labels_used']:,} labels used in all): {gain:+.1f} points"
         )
     raw, calibrated = results["baseline_llm_zero_shot_accuracy"], results["baseline_llm_zero_shot_calibrated_accuracy"]
     ceiling = results["baseline_llm_zero_shot_calibrated_ceiling_accuracy"]
