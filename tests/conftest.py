@@ -25,6 +25,7 @@ LONGEST_FIRST = [
     "test_pretrain_mlm.py",
     "test_rlhf.py",
     "test_dpo.py",
+    "test_llm_classifier.py",
 ]
 
 
