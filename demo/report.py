@@ -21,7 +21,7 @@ from recipe_utils.publishing.report import markdown_table
 REPORT_FILE = "REPORT.md"
 SEED = 0  # the bootstrap's resampling seed: the same run always gives the same intervals
 CLASSIFIER_STAGES = ("sft_sentiment", "lora", "qlora", "llm_classifier")
-# The prompted instruct LLM's four answers (sft_sentiment's baselines when its config names prompted_llm).
+# The prompted instruct LLM's four answers: baselines of the run whose config names prompted_llm (llm_classifier's).
 PROMPTED_NAMES = {
     "baseline_llm_zero_shot": "SmolLM2 prompted, zero-shot",
     "baseline_llm_zero_shot_calibrated": "SmolLM2 prompted, zero-shot, calibrated",
