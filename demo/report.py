@@ -50,9 +50,12 @@ def _verdict(better: bool, worse: bool) -> str:
 
 
 def _interval(low: float, high: float, points: bool = False) -> str:
-    if points:
-        return f"{100 * low:+.1f} to {100 * high:+.1f}"
-    return f"{low:.3f}-{high:.3f}"
+    """An interval of shares (0.871-0.911), or with `points` of share differences in points (+3.3 to +7.9)."""
+    return _points_interval(100 * low, 100 * high) if points else f"{low:.3f}-{high:.3f}"
+
+
+def _points_interval(low: float, high: float) -> str:
+    return f"{low:+.1f} to {high:+.1f}"
 
 
 def _p_value(p: float) -> str:
@@ -112,7 +115,7 @@ class ClassifierAnswers:
             **comparison,
             "accuracy": float(reference.mean()),
             "accuracy_95": _interval(*accuracy_interval(reference, SEED)),
-            "difference_95": _interval(*(value / 100 for value in comparison["difference_95"]), points=True),
+            "difference_95": _points_interval(*comparison["difference_95"]),
         }
 
     def most_confidently_wrong(self, count: int) -> list[dict]:
@@ -281,11 +284,11 @@ def _peft_section(classifiers: dict[str, tuple[dict, ClassifierAnswers]], names:
     ]
 
 
-def _cost(results: dict, prefix: str) -> dict:
+def _cost(results: dict) -> dict:
     """The cost columns of a trained classifier (training time, reviews scored per second, peak memory, size)."""
     return {
         "training s": round(results["train_runtime"]),
-        "reviews/s": f"{results[f'{prefix}_reviews_per_second']:.1f}",
+        "reviews/s": f"{results['eval_reviews_per_second']:.1f}",
         "peak training memory MB": round(results["train_peak_memory_mb"]),
         "trainable params": f"{results['trainable_params']:,}",
         "saved MB": f"{results['saved_weights_bytes'] / 2**20:.1f}",
@@ -297,9 +300,9 @@ def _minus(correct: np.ndarray, reference: np.ndarray | None) -> dict:
     if reference is None:
         return {"minus its encoder (points)": "-", "McNemar p": "-"}
     comparison = paired_comparison(correct, reference, SEED)
-    low, high = comparison["difference_95"]
     return {
-        "minus its encoder (points)": f"{comparison['difference_points']:+.1f} ({low:+.1f} to {high:+.1f})",
+        "minus its encoder (points)": f"{comparison['difference_points']:+.1f} "
+        f"({_points_interval(*comparison['difference_95'])})",
         "McNemar p": _p_value(comparison["mcnemar_p"]),
     }
 
@@ -313,7 +316,7 @@ def _trained_row(label: str, stage: str, classifier: tuple[dict, ClassifierAnswe
         "95% interval": answers.accuracy_95,
         "F1": results["eval_f1"],
         **_minus(answers.correct, reference),
-        **_cost(results, "eval"),
+        **_cost(results),
     }
 
 

@@ -13,10 +13,10 @@ import recipe_utils.quiet  # noqa: F401  (first: keeps library import noise off 
 
 # isort: split
 import argparse
-import json
 import os
 
 from recipe_utils.core.errors import exit_on_recipe_error
+from recipe_utils.core.outputs import read_json
 from recipe_utils.training.study import Variant, classifier_row, paired_columns, run_variant, write_study
 
 # The demo configs of lora and qlora, on one budget for every method: 1,600 training reviews (lora's demo
@@ -79,8 +79,7 @@ def main(argv=None):
             continue
         results = run_variant(variant, args.study_dir, extra)
         folder = os.path.join(args.study_dir, variant.name)
-        with open(os.path.join(folder, "run_config.json"), encoding="utf-8") as handle:
-            config = json.load(handle)
+        config = read_json(os.path.join(folder, "run_config.json"))
         rows.append(row(variant.name, results, config["learning_rate"], folder, config["seed"]))
     # Every method against full fine-tuning on the same held-out reviews (paired interval, McNemar).
     full = os.path.join(args.study_dir, "full")

@@ -14,10 +14,10 @@ import recipe_utils.quiet  # noqa: F401  (first: keeps library import noise off 
 
 # isort: split
 import argparse
-import json
 import os
 
 from recipe_utils.core.errors import exit_on_recipe_error
+from recipe_utils.core.outputs import read_json
 from recipe_utils.training.study import Variant, classifier_row, paired_columns, run_variant, write_study
 
 # Each model at the learning rate of its own demo config (MiniLM's LoRA at 2e-3, SmolLM2's at 5e-4).
@@ -48,8 +48,7 @@ def main(argv=None):
             )
             results = run_variant(variant, args.study_dir, extra)
             folders[model] = os.path.join(args.study_dir, name)
-            with open(os.path.join(folders[model], "run_config.json"), encoding="utf-8") as handle:
-                seed = json.load(handle)["seed"]
+            seed = read_json(os.path.join(folders[model], "run_config.json"))["seed"]
             rows.append(
                 {
                     "variant": name,

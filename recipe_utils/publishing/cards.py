@@ -288,10 +288,10 @@ def write_clm_card(
 def policy_usage(usage_id: str, start: str, adapter: str | None) -> tuple[str, str]:
     """How to load a DPO or RL policy, in words and in Python. A policy adapter trained on an SFT adapter's merged
     model goes on that merged model: peft alone would put it on the bare base its adapter_config names."""
-    sft_config = read_json(os.path.join(start, "adapter_config.json")) if adapter else None
     if not adapter:
         words = "The whole model was trained; the reference model was a frozen copy of the starting model."
         return words, f'generator = pipeline("text-generation", model="{usage_id}")'
+    sft_config = read_json(os.path.join(start, "adapter_config.json"))
     if sft_config is None:
         words = (
             f"This repository holds a PEFT adapter ({adapter}); during training the reference model was the same "
